@@ -1,0 +1,87 @@
+"""The `prompt-recovery` command: maps each subcommand to one stage function, nothing else.
+
+    prompt-recovery --help
+    prompt-recovery recover --examples
+
+Each stage module defines a config dataclass and `run(cfg) -> int`; the module is imported
+only when its subcommand runs (or shows its --help), so start-up stays instant.
+Errors the user can fix print one line on stderr and exit 2; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# subcommand -> (module, config class, one-line description)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "recover": ("prompt_recovery.recover", "RecoverConfig", "recover the instruction for one (original, rewritten) pair"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: prompt-recovery COMMAND [options]   (prompt-recovery COMMAND --help for its options)", "",
+             "Recover the instruction an LLM was given from the original and rewritten texts.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, _, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def error(msg: str, code: int = 2) -> int:
+    print(f"prompt-recovery: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from prompt_recovery import __version__
+
+        print(f"prompt-recovery {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        return error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}")
+    debug = "--debug" in rest
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not debug:
+        _quiet_libraries()
+    from prompt_recovery.config import load_config
+    from prompt_recovery.errors import UserError
+
+    module_name, cls_name, desc = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+        cfg, debug = load_config(getattr(module, cls_name), rest, f"prompt-recovery {name}", desc)
+        return int(module.run(cfg) or 0)
+    except UserError as e:
+        if debug:
+            raise
+        return error(str(e))
+    except KeyboardInterrupt:
+        return error("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - last-resort one-line report
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return error(f"{type(e).__name__}: {first} (rerun with --debug for the traceback)", 1)
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.WARNING, format="prompt-recovery: %(levelname)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Recover the instruction behind a rewrite: the `Recoverer` API and the `recover` command.
+
+    prompt-recovery recover --original "The meeting is at 3pm." --rewritten "Arr, the meetin' be at 3 bells!"
+    prompt-recovery recover --examples          # the bundled example pairs
+    python -c "from prompt_recovery import Recoverer; print(Recoverer.load().recover('a', 'b'))"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from prompt_recovery.config import ModelOptions, opt
+from prompt_recovery.errors import UserError
+from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
+
+EXAMPLES = Path(__file__).resolve().parent / "examples" / "pairs.jsonl"
+
+
+def check_pair(original, rewritten) -> None:
+    for name, text in (("original", original), ("rewritten", rewritten)):
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"the {name} text is empty")
+
+
+class Recoverer:
+    """A loaded recovery model. Thread-compatible, not thread-safe: serialise calls."""
+
+    def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8,
+                 backend: str = "transformers"):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.prompt_format = prompt_format
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.backend = backend
+
+    @classmethod
+    def load(cls, model: str = "smollm2-135m", adapter: str | None = "default", prompt_format: str | None = None,
+             device: str = "auto", dtype: str = "auto", max_new_tokens: int = 48, batch_size: int = 8,
+             backend: str = "auto") -> "Recoverer":
+        from prompt_recovery import models
+
+        loaded = models.load(model, adapter, device, dtype)
+        meta = loaded.adapter_meta.get("prompt_format", {})
+        fmt = get_format(prompt_format or meta.get("name"), meta.get("max_text_tokens"), loaded.tokenizer)
+        if backend not in ("auto", "transformers"):
+            raise UserError(f"backend {backend!r} is not available; use transformers")
+        return cls(loaded, fmt, max_new_tokens, batch_size, "transformers")
+
+    @classmethod
+    def from_options(cls, o: ModelOptions) -> "Recoverer":
+        return cls.load(o.model, o.adapter, o.prompt_format, o.device, o.dtype, o.max_new_tokens, o.batch_size,
+                        o.backend)
+
+    def describe(self) -> str:
+        return f"{self.loaded.describe()}, prompt format {self.prompt_format.name}, backend {self.backend}"
+
+    def prompt_ids(self, original: str, rewritten: str) -> list[int]:
+        return prompt_ids(self.tokenizer, original, rewritten, self.prompt_format)
+
+    def recover(self, original: str, rewritten: str) -> str:
+        """The recovered instruction for one pair: one non-empty line."""
+        return self.recover_batch([(original, rewritten)])[0]
+
+    def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
+                      progress: bool = False) -> list[str]:
+        """Instructions for many pairs, in input order; batches are formed by prompt length."""
+        for o, r in pairs:
+            check_pair(o, r)
+        ids = [self.prompt_ids(o, r) for o, r in pairs]
+        raw = self.generate_ids(ids, batch_size or self.batch_size, progress)
+        return [postprocess(t) for t in raw]
+
+    def generate_ids(self, ids: list[list[int]], batch_size: int, progress: bool = False,
+                     **gen_kwargs) -> list[str]:
+        """Greedy generation for tokenised prompts; returns decoded new text, input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[str] = [""] * len(ids)
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = next(self.model.parameters()).device
+        bar = tqdm(total=len(ids), unit="pair", disable=not progress, desc="recover")
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(ids[i]) for i in idx)
+            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):  # left padding
+                input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
+                mask[row, width - len(ids[i]):] = 1
+            with torch.inference_mode():
+                gen = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                          max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad,
+                                          eos_token_id=tok.eos_token_id, **gen_kwargs)
+            for row, i in enumerate(idx):
+                out[i] = tok.decode(gen[row, width:], skip_special_tokens=True)
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+
+# ---------------------------------------------------------------- the `recover` command
+
+@dataclass
+class RecoverConfig(ModelOptions):
+    original: str | None = opt(None, "original text")
+    rewritten: str | None = opt(None, "rewritten text")
+    original_file: str | None = opt(None, "read the original text from this UTF-8 file")
+    rewritten_file: str | None = opt(None, "read the rewritten text from this UTF-8 file")
+    examples: bool = opt(False, "recover the bundled example pairs instead (shows the true instruction too)")
+    json: bool = opt(False, "print a JSON object instead of the bare instruction")
+
+
+def read_text_file(path: str, what: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} file {p} is not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} file {p}: {e.strerror}") from None
+
+
+def load_examples() -> list[dict]:
+    return [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _pair_from_config(cfg: RecoverConfig) -> tuple[str, str]:
+    texts = {}
+    for name in ("original", "rewritten"):
+        value, path = getattr(cfg, name), getattr(cfg, f"{name}_file")
+        if value is not None and path is not None:
+            raise UserError(f"give either --{name} or --{name}-file, not both")
+        if path is not None:
+            value = read_text_file(path, name)
+        if value is None:
+            raise UserError(f"missing --{name} (or --{name}-file); see `prompt-recovery recover --help`")
+        texts[name] = value
+    check_pair(texts["original"], texts["rewritten"])
+    return texts["original"], texts["rewritten"]
+
+
+def run(cfg: RecoverConfig) -> int:
+    if cfg.examples:
+        rows = load_examples()
+        pairs = [(r["original_text"], r["rewritten_text"]) for r in rows]
+    else:
+        pairs = [_pair_from_config(cfg)]
+    r = Recoverer.from_options(cfg)
+    outs = r.recover_batch(pairs)
+    if cfg.examples:
+        for row, out in zip(rows, outs):
+            if cfg.json:
+                print(json.dumps({"id": row["id"], "rewrite_prompt": out, "true_prompt": row["rewrite_prompt"]}))
+            else:
+                print(f"[{row['id']}] recovered: {out}\n{' ' * (len(row['id']) + 3)}truth:     {row['rewrite_prompt']}")
+        return 0
+    if cfg.json:
+        print(json.dumps({"rewrite_prompt": outs[0], "model": r.describe()}))
+    else:
+        print(outs[0])
+    sys.stdout.flush()
+    return 0

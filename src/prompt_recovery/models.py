@@ -263,11 +263,40 @@ def _fix_pad(tok):
     return tok
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (checked once, quickly)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or isinstance(
+        try_to_load_from_cache(repo_id, "adapter_config.json"), str)
+
+
 def _from_pretrained(cls, source: str, name: str, **kw):
     p = Path(source)
     if p.suffix == ".gguf":
         kw["gguf_file"] = p.name
         source = str(p.parent)
+    elif not p.exists():  # a hub id: use the local cache, else fail fast when the hub is unreachable
+        if _is_cached(source):
+            kw["local_files_only"] = True
+        elif not hub_reachable():
+            raise UserError(f"cannot load {source!r}: it is not in the local Hugging Face cache and the hub is "
+                            f"unreachable; download it where there is network (`hf download {source} --local-dir DIR`)"
+                            f" and pass --model DIR (or --adapter DIR for an adapter)")
     try:
         return cls.from_pretrained(source, **kw)
     except OSError as e:
@@ -335,6 +364,10 @@ def _adapter_config(adapter: str) -> dict:
         return json.loads(p.read_text())
     from peft import PeftConfig
 
+    if not _is_cached(adapter) and not hub_reachable():
+        raise UserError(f"cannot load adapter {adapter!r}: not a local directory, not in the Hugging Face cache, "
+                        f"and the hub is unreachable; download it (`hf download {adapter} --local-dir DIR`) and "
+                        f"pass --adapter DIR")
     try:
         return PeftConfig.from_pretrained(adapter).to_dict()
     except Exception as e:  # noqa: BLE001 - hub/network errors vary

@@ -30,27 +30,38 @@ class Recoverer:
     """A loaded recovery model. Thread-compatible, not thread-safe: serialise calls."""
 
     def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8,
-                 backend: str = "transformers"):
+                 backend: str = "transformers", engine=None):
+        from prompt_recovery.backends import TransformersBackend
+
         self.loaded = loaded
-        self.model = loaded.model
+        self.model = loaded.model  # None with the llama-cpp backend
         self.tokenizer = loaded.tokenizer
         self.prompt_format = prompt_format
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.backend = backend
+        self.engine = engine or TransformersBackend(loaded.model, loaded.tokenizer)
+        self.backend = self.engine.name
 
     @classmethod
     def load(cls, model: str = "smollm2-135m", adapter: str | None = "default", prompt_format: str | None = None,
              device: str = "auto", dtype: str = "auto", max_new_tokens: int = 48, batch_size: int = 8,
              backend: str = "auto") -> "Recoverer":
-        from prompt_recovery import models
+        """Load a model for recovery; `backend` as in `prompt_recovery.backends` (auto, transformers, llama-cpp)."""
+        from prompt_recovery import backends, models
 
-        loaded = models.load(model, adapter, device, dtype)
+        loaded, engine = None, None
+        if backends.choose(backend, model, device, dtype) == "llama-cpp":
+            try:
+                loaded, engine = backends.load_llama_cpp(model, adapter)
+            except UserError as e:
+                if backend != "auto":
+                    raise
+                backends.notice(f"{e}; falling back to the transformers backend")
+        if loaded is None:
+            loaded = models.load(model, adapter, device, dtype)
         meta = loaded.adapter_meta.get("prompt_format", {})
         fmt = get_format(prompt_format or meta.get("name"), meta.get("max_text_tokens"), loaded.tokenizer)
-        if backend not in ("auto", "transformers"):
-            raise UserError(f"backend {backend!r} is not available; use transformers")
-        return cls(loaded, fmt, max_new_tokens, batch_size, "transformers")
+        return cls(loaded, fmt, max_new_tokens, batch_size, engine=engine)
 
     @classmethod
     def from_options(cls, o: ModelOptions) -> "Recoverer":
@@ -79,32 +90,7 @@ class Recoverer:
     def generate_ids(self, ids: list[list[int]], batch_size: int, progress: bool = False,
                      **gen_kwargs) -> list[str]:
         """Greedy generation for tokenised prompts; returns decoded new text, input order."""
-        import torch
-        from tqdm.auto import tqdm
-
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[str] = [""] * len(ids)
-        tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        device = next(self.model.parameters()).device
-        bar = tqdm(total=len(ids), unit="pair", disable=not progress, desc="recover")
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left padding
-                input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
-                mask[row, width - len(ids[i]):] = 1
-            with torch.inference_mode():
-                gen = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                          max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad,
-                                          eos_token_id=tok.eos_token_id, **gen_kwargs)
-            for row, i in enumerate(idx):
-                out[i] = tok.decode(gen[row, width:], skip_special_tokens=True)
-            bar.update(len(idx))
-        bar.close()
-        return out
+        return self.engine.generate(ids, self.max_new_tokens, batch_size, progress, **gen_kwargs)
 
 
 # ---------------------------------------------------------------- the `recover` command

@@ -1,0 +1,58 @@
+"""Merge a LoRA adapter into its base model and save a standalone model directory.
+
+    prompt-recovery export --adapter runs/adapter --output-dir runs/merged
+    prompt-recovery recover --model runs/merged --adapter none --original ... --rewritten ...
+
+The base is reloaded in full precision (fp32) before merging (`merge_and_unload`), then saved in
+`--dtype` (default: float32) with the tokenizer and the adapter's `prompt_recovery.json`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from prompt_recovery.config import opt
+from prompt_recovery.errors import UserError
+
+
+@dataclass
+class ExportConfig:
+    adapter: str = opt("default", "LoRA adapter directory or hub id ('default' = the shipped adapter)")
+    model: str = opt("smollm2-135m", "base model the adapter was trained on")
+    output_dir: str = opt("runs/merged", "where the merged model is written")
+    dtype: str = opt("float32", "dtype of the saved weights: float32, bfloat16 or float16")
+
+
+def export(cfg: ExportConfig) -> Path:
+    import torch
+
+    from prompt_recovery import models
+
+    adapter = models.resolve_adapter(cfg.model, cfg.adapter)
+    if adapter is None:
+        raise UserError(f"no adapter to merge for {cfg.model}; pass --adapter DIR")
+    base, tok, _ = models.load_base(cfg.model, "cpu", "float32")
+    merged = models.attach_adapter(base, adapter).merge_and_unload()
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype)
+    if dt is None:
+        raise UserError(f"unknown dtype {cfg.dtype!r}; use float32, bfloat16 or float16")
+    out = Path(cfg.output_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.to(dt).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    meta = Path(adapter) / models.ADAPTER_META
+    if meta.is_file():
+        shutil.copy(meta, tmp / models.ADAPTER_META)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def run(cfg: ExportConfig) -> int:
+    out = export(cfg)
+    print(f"merged model written to {out}")
+    return 0

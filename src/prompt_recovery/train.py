@@ -1,0 +1,344 @@
+"""LoRA fine-tuning of a recovery model (PEFT + transformers Trainer), CPU or GPU, 1..N processes.
+
+    prompt-recovery train --config configs/smollm2-135m-cpu.yaml
+    prompt-recovery train --config configs/smollm2-135m-cpu.yaml --max-steps 50 --output-dir runs/try
+    accelerate launch --config_file configs/accelerate/ddp-2gpu.yaml -m prompt_recovery.cli train \
+        --config configs/mistral-7b-seed.yaml
+
+Data: any table `schema.read_table` reads (CSV/JSONL/Parquet) with original_text, rewrite_prompt,
+rewritten_text. Each row becomes `prompting.training_example` (the one prompt format): the loss
+covers only the instruction tokens and the EOS after them; the prompt is masked.
+
+The output directory holds the PEFT adapter (adapter_config.json, adapter_model.safetensors),
+tokenizer files, `prompt_recovery.json` (prompt format), `train_config.yaml` (resolved config),
+`train_log.jsonl` (every logged step, appended as training goes), `loss.png` and a model card
+`README.md`. Checkpoints go to `output_dir/checkpoints/`; the same command resumes a killed run
+from the last one. With validation data the best checkpoint (lowest eval loss) is the one saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prompt_recovery.config import opt, to_dict
+from prompt_recovery.errors import UserError
+
+TEXT_COLUMNS = ("original_text", "rewrite_prompt", "rewritten_text")
+
+
+@dataclass
+class TrainConfig:
+    train_data: str | None = opt(None, "training table (CSV/JSONL/Parquet) with original_text, rewrite_prompt, "
+                                       "rewritten_text", positional=True)
+    val_data: str | None = opt(None, "validation table; default: val_fraction of the training originals")
+    val_fraction: float = opt(0.05, "share of training originals held out for validation when no val_data")
+    max_train_rows: int | None = opt(None, "use at most this many training rows (after shuffling)")
+    max_val_rows: int | None = opt(200, "use at most this many validation rows")
+    output_dir: str = opt("runs/adapter", "where the adapter, logs and card are written")
+    model: str = opt("smollm2-135m", "base model (preset, directory, .gguf or hub id)")
+    init_adapter: str | None = opt(None, "start from this LoRA adapter instead of a fresh one")
+    prompt_format: str = opt("chat", "prompt format (chat or plain); recorded in the adapter")
+    max_text_tokens: int = opt(384, "token budget for the two texts in the prompt")
+    max_length: int = opt(1024, "maximum tokens per training example (prompt + instruction + EOS)")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: int = opt(32, "LoRA alpha")
+    lora_dropout: float = opt(0.05, "LoRA dropout")
+    target_modules: list[str] = opt(None, "modules to adapt", default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
+    learning_rate: float = opt(5e-5, "peak learning rate")
+    lr_scheduler_type: str = opt("cosine", "learning-rate schedule")
+    warmup_ratio: float = opt(0.1, "share of steps used for warm-up")
+    weight_decay: float = opt(0.01, "weight decay")
+    per_device_train_batch_size: int = opt(1, "examples per device per step")
+    gradient_accumulation_steps: int = opt(4, "steps accumulated per optimiser update")
+    num_train_epochs: float = opt(3.0, "epochs")
+    max_steps: int = opt(-1, "stop after this many optimiser updates (-1: use epochs)")
+    precision: str = opt("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16 (GPU only) or fp32",
+                         choices=("auto", "bf16", "fp16", "fp32"))
+    gradient_checkpointing: bool = opt(False, "trade compute for memory")
+    eval_steps: int | None = opt(None, "evaluate (and checkpoint) every N updates; default: each epoch")
+    logging_steps: int = opt(10, "log every N updates")
+    save_total_limit: int = opt(2, "checkpoints kept (the best one is always kept)")
+    typo_rate: float = opt(0.0, "typo augmentation: per-character typo rate injected into both texts")
+    typo_fraction: float = opt(0.5, "share of training examples that get typos when typo_rate > 0")
+    bpe_dropout: float = opt(0.0, "BPE-dropout probability for training tokenisation (0 = off)")
+    pad_to_multiple_of: int = opt(32, "pad batches to a multiple of this length (fewer shapes, steadier memory)")
+    seed: int = opt(42, "random seed")
+    device: str = opt("auto", "auto, cpu or cuda")
+    resume: bool = opt(True, "resume from the last checkpoint in output_dir/checkpoints if there is one")
+
+    def validate(self):
+        if not self.train_data:
+            raise UserError("train: give the training data (a positional path or train_data in the YAML config)")
+        if self.lora_r <= 0 or self.per_device_train_batch_size <= 0 or self.gradient_accumulation_steps <= 0:
+            raise UserError("train: lora_r, batch size and gradient accumulation must be positive")
+
+
+# ---------------------------------------------------------------- data
+
+def load_rows(path: str, limit: int | None = None, seed: int = 0) -> list[dict]:
+    """Training rows as dicts; rows with an empty text field are dropped with a printed count."""
+    from prompt_recovery.schema import read_table
+
+    df = read_table(path, required=TEXT_COLUMNS)
+    rows = df.to_dict("records")
+    good = [r for r in rows if all(str(r[c]).strip() for c in TEXT_COLUMNS)]
+    if len(good) < len(rows):
+        print(f"train: {len(rows) - len(good)} of {len(rows)} rows in {path} have an empty text field; skipped")
+    if not good:
+        raise UserError(f"{path}: no usable rows")
+    if limit is not None and len(good) > limit:
+        good = random.Random(seed).sample(good, limit)
+    return good
+
+
+def split_by_original(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out `fraction` of the distinct originals (no original in both parts)."""
+    originals = sorted({r["original_text"] for r in rows})
+    random.Random(seed).shuffle(originals)
+    n_val = max(1, int(round(len(originals) * fraction))) if len(originals) > 1 else 0
+    held = set(originals[:n_val])
+    return [r for r in rows if r["original_text"] not in held], [r for r in rows if r["original_text"] in held]
+
+
+class RecoveryDataset:
+    """Tokenised training examples; optional typo noise / BPE dropout re-drawn on every access."""
+
+    def __init__(self, rows, tokenizer, fmt, max_length, typo_rate=0.0, typo_fraction=0.5, noisy_tokenizer=None,
+                 seed=0):
+        from prompt_recovery.prompting import training_example
+
+        self.rows, self.tok, self.fmt, self.max_length = rows, tokenizer, fmt, max_length
+        self.typo_rate, self.typo_fraction, self.noisy_tok = typo_rate, typo_fraction, noisy_tokenizer
+        self.seed, self.calls = seed, [0] * len(rows)
+        self.examples = [training_example(tokenizer, r["original_text"], r["rewritten_text"], r["rewrite_prompt"],
+                                          fmt, max_length) for r in rows]
+
+    @property
+    def augmenting(self) -> bool:
+        return self.typo_rate > 0 or self.noisy_tok is not None
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        if not self.augmenting:
+            return self.examples[i]
+        from prompt_recovery.prompting import training_example
+
+        rng = random.Random(hash((self.seed, i, self.calls[i])))
+        self.calls[i] += 1
+        r = self.rows[i]
+        o, w = r["original_text"], r["rewritten_text"]
+        if self.typo_rate > 0 and rng.random() < self.typo_fraction:
+            from prompt_recovery.data.noise import add_typos
+
+            o = add_typos(o, rate=self.typo_rate, seed=rng.randrange(2**31))
+            w = add_typos(w, rate=self.typo_rate, seed=rng.randrange(2**31))
+        tok = self.noisy_tok or self.tok
+        return training_example(tok, o, w, r["rewrite_prompt"], self.fmt, self.max_length)
+
+    def token_count(self) -> int:
+        return sum(len(e["input_ids"]) for e in self.examples)
+
+
+# ---------------------------------------------------------------- model
+
+def build_model(cfg: TrainConfig, device: str, dtype):
+    from peft import LoraConfig, get_peft_model
+
+    from prompt_recovery import models
+
+    base, tok, source = models.load_base(cfg.model, device, {None: "auto"}.get(dtype, dtype))
+    if cfg.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    if cfg.init_adapter:
+        model = models.attach_adapter(base, models.resolve_adapter(cfg.model, cfg.init_adapter), trainable=True)
+    else:
+        missing = models.unmatched_targets(base, cfg.target_modules)
+        if len(missing) == len(cfg.target_modules):
+            raise UserError(f"none of the target modules {cfg.target_modules} exist in {type(base).__name__}")
+        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=[t for t in cfg.target_modules if t not in missing], task_type="CAUSAL_LM")
+        model = get_peft_model(base, lcfg)
+    return model, tok, source
+
+
+def precision_flags(precision: str, device: str) -> tuple[dict, str]:
+    """TrainingArguments precision flags and the weight dtype for the base model."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise UserError("fp16 training needs a GPU; on CPU use fp32 or bf16")
+    if precision == "bf16":
+        return {"bf16": True}, ("bfloat16" if cuda else "float32")
+    if precision == "fp16":
+        return {"fp16": True}, "float32"
+    return {}, "float32"
+
+
+# ---------------------------------------------------------------- outputs
+
+class JsonlLogger:
+    """A TrainerCallback (duck-typed) that appends every log record to train_log.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __getattr__(self, name):  # all other callback events: no-op
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+def plot_loss(log_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+    tr = [(r["step"], r["loss"]) for r in recs if "loss" in r]
+    ev = [(r["step"], r["eval_loss"]) for r in recs if "eval_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if tr:
+        ax.plot(*zip(*tr), label="train loss")
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="validation loss")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss (instruction tokens)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def _last_checkpoint(ckpt_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+
+
+def _hardware() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        return f"{n} x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+# ---------------------------------------------------------------- the command
+
+def train(cfg: TrainConfig) -> Path:
+    """Fine-tune and write the adapter directory; returns its path."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+
+    from prompt_recovery import models
+    from prompt_recovery.prompting import get_format
+    from prompt_recovery.schema import atomic_write_text
+
+    t0 = time.time()
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = models.resolve_device(cfg.device)
+    flags, weight_dtype = precision_flags(cfg.precision, device)
+
+    rows = load_rows(cfg.train_data, cfg.max_train_rows, cfg.seed)
+    if cfg.val_data:
+        val_rows = load_rows(cfg.val_data, None, cfg.seed)
+    else:
+        rows, val_rows = split_by_original(rows, cfg.val_fraction, cfg.seed)
+    if cfg.max_val_rows is not None and len(val_rows) > cfg.max_val_rows:
+        val_rows = random.Random(cfg.seed).sample(val_rows, cfg.max_val_rows)
+
+    model, tok, source = build_model(cfg, device, weight_dtype)
+    tok.padding_side = "right"
+    fmt = get_format(cfg.prompt_format, cfg.max_text_tokens, tok)
+    noisy_tok = None
+    if cfg.bpe_dropout > 0:
+        from prompt_recovery.data.noise import with_bpe_dropout
+
+        noisy_tok = with_bpe_dropout(tok, cfg.bpe_dropout)
+    train_ds = RecoveryDataset(rows, tok, fmt, cfg.max_length, cfg.typo_rate, cfg.typo_fraction, noisy_tok, cfg.seed)
+    val_ds = RecoveryDataset(val_rows, tok, fmt, cfg.max_length) if val_rows else None
+    print(f"train: {len(train_ds)} examples ({train_ds.token_count()} tokens), {len(val_ds or [])} validation; "
+          f"base {source} on {device}; format {fmt.name}/{fmt.max_text_tokens}")
+
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    has_val = val_ds is not None and len(val_ds) > 0
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=max(1, cfg.per_device_train_batch_size),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        eval_strategy=strategy if has_val else "no", eval_steps=cfg.eval_steps,
+        save_strategy=strategy, save_steps=cfg.eval_steps, save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
+        use_cpu=(device == "cpu"), seed=cfg.seed, report_to="none", remove_unused_columns=False,
+        dataloader_pin_memory=device != "cpu", gradient_checkpointing=False, disable_tqdm=False,
+        **flags,
+    )
+    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100,
+                                      pad_to_multiple_of=cfg.pad_to_multiple_of or None)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
+                      data_collator=collator, callbacks=[JsonlLogger(out / "train_log.jsonl")])
+    resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
+    if resume:
+        print(f"train: resuming from {resume}")
+    result = trainer.train(resume_from_checkpoint=resume)
+    metrics = dict(result.metrics)
+    if has_val:
+        metrics.update(trainer.evaluate())
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(out)
+        tok.save_pretrained(out)
+        models.write_adapter_meta(out, {"prompt_format": fmt.to_dict(), "base_model": cfg.model,
+                                        "base_source": source})
+        import yaml
+
+        atomic_write_text(out / "train_config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        plot_loss(out / "train_log.jsonl", out / "loss.png")
+        from prompt_recovery.card import write_model_card
+
+        elapsed = time.time() - t0
+        run = {"examples": len(train_ds), "tokens": train_ds.token_count(), "val_examples": len(val_ds or []),
+               "hardware": _hardware(), "train_seconds": round(elapsed, 1), "precision": flags or {"fp32": True},
+               "global_steps": trainer.state.global_step, "metrics": {k: _num(v) for k, v in metrics.items()},
+               "world_size": args.world_size, "base_source": source}
+        atomic_write_text(out / "train_summary.json", json.dumps(run, indent=2) + "\n")
+        write_model_card(out, cfg, run)
+        print(f"train: adapter written to {out} in {elapsed / 60:.1f} min "
+              f"(eval_loss {metrics.get('eval_loss', float('nan')):.4f})")
+    return out
+
+
+def _num(v):
+    return round(v, 6) if isinstance(v, float) and math.isfinite(v) else v
+
+
+def run(cfg: TrainConfig) -> int:
+    train(cfg)
+    return 0

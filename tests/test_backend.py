@@ -1,0 +1,241 @@
+"""Generation backends: choice and fallback, LoRA merge into GGUF, and llama.cpp vs the transformers reference.
+
+    .venv/bin/python -m pytest tests/test_backend.py -x -q            # all (slow ones load SmolLM2-135M)
+    .venv/bin/python -m pytest tests/test_backend.py -x -q -m "not slow"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from prompt_recovery import backends
+from prompt_recovery.errors import UserError
+from prompt_recovery.recover import Recoverer, load_examples
+
+needs_llama_cpp = pytest.mark.skipif(not backends.llama_cpp_available(), reason="llama-cpp-python not installed")
+
+
+@pytest.fixture
+def no_llama_cpp(monkeypatch):
+    """Simulate an environment without llama-cpp-python: `import llama_cpp` raises ImportError."""
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    assert not backends.llama_cpp_available()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "1")  # CI machines are shared; see default_threads()
+
+
+# ---------------------------------------------------------------- choosing a backend
+
+def test_explicit_transformers_is_kept():
+    assert backends.choose("transformers", "smollm2-135m") == "transformers"
+
+
+def test_unknown_backend_is_a_user_error():
+    with pytest.raises(UserError, match="unknown backend 'onnx'"):
+        backends.choose("onnx", "smollm2-135m")
+
+
+def test_auto_uses_transformers_for_non_gguf_models(capsys):
+    assert backends.choose("auto", "tiny-random-llama") == "transformers"
+    assert capsys.readouterr().err == ""  # nothing to tell: llama.cpp could not run it anyway
+
+
+@needs_llama_cpp
+def test_auto_picks_llama_cpp_for_the_gguf_preset_on_cpu():
+    assert backends.choose("auto", "smollm2-135m", "cpu") == "llama-cpp"
+    assert backends.choose("auto", "smollm2-135m", "cpu", "bfloat16") == "transformers"
+
+
+def test_auto_falls_back_with_one_line_notice_when_engine_missing(no_llama_cpp, capsys):
+    assert backends.choose("auto", "smollm2-135m", "cpu") == "transformers"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "llama-cpp-python is not installed" in err and "pip install" in err
+
+
+def test_explicit_llama_cpp_without_engine_is_a_user_error(no_llama_cpp):
+    with pytest.raises(UserError, match="needs llama-cpp-python"):
+        backends.choose("llama-cpp", "smollm2-135m", "cpu")
+
+
+@needs_llama_cpp
+def test_explicit_llama_cpp_needs_a_gguf_model():
+    with pytest.raises(UserError, match="GGUF-backed"):
+        Recoverer.load("tiny-random-llama", adapter="none", backend="llama-cpp")
+
+
+def test_recoverer_with_tiny_model_uses_transformers_backend():
+    r = Recoverer.load("tiny-random-llama", adapter="none", max_new_tokens=4, backend="auto")
+    assert r.backend == "transformers" and "backend transformers" in r.describe()
+    ids = r.prompt_ids("a b c", "c b a")
+    out = r.generate_ids([ids, ids], batch_size=2)
+    assert len(out) == 2 and out[0] == out[1]  # greedy: same prompt, same text
+
+
+# ---------------------------------------------------------------- LoRA deltas and the merged GGUF
+
+def _tiny_adapter(tmp_path, targets=("q_proj", "k_proj", "v_proj", "o_proj", "down_proj")):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from prompt_recovery.models import tiny_random
+
+    base, _ = tiny_random("llama")
+    torch.manual_seed(1)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets),
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    return peft_model, tmp_path / "adapter"
+
+
+def test_read_lora_deltas_equal_peft_merge(tmp_path):
+    import torch
+
+    peft_model, path = _tiny_adapter(tmp_path)
+    before = {n: p.detach().clone() for n, p in peft_model.base_model.model.named_parameters() if "lora" not in n}
+    cfg, deltas = backends.read_lora(path)
+    merged = dict(peft_model.merge_and_unload().named_parameters())
+    assert len(deltas) == 2 * 5  # 2 layers x 5 target modules
+    for layer in range(2):
+        for hf, gg in [("self_attn.q_proj", "attn_q"), ("self_attn.o_proj", "attn_output"),
+                       ("mlp.down_proj", "ffn_down")]:
+            name = f"model.layers.{layer}.{hf}.weight"
+            want = (merged[name] - before[name.replace(".weight", ".base_layer.weight")]).detach().numpy()
+            got = deltas[f"blk.{layer}.{gg}.weight"]
+            assert got.shape == want.shape and np.abs(want).max() > 1e-3
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    with torch.no_grad():  # scale alpha/r = 2 is applied
+        assert cfg["lora_alpha"] / cfg["r"] == 2
+
+
+def test_permute_inverts_transformers_gguf_reverse_permutation():
+    tp = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    w = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
+    reverse = getattr(tp, "LlamaTensorProcessor", None)  # what transformers does when it loads a Llama GGUF
+    if reverse is None:
+        pytest.skip("transformers has no LlamaTensorProcessor")
+    for n_head, n_kv in [(3, 3), (3, 1)]:
+        hf = reverse()._reverse_permute_weights(w, n_head, n_kv)
+        assert not np.array_equal(hf, w)
+        np.testing.assert_array_equal(backends._permute(hf, n_kv), w)
+
+
+def _write_gguf(path, tensors: dict, n_head=2, n_kv=1):
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    for name, (arr, qtype) in tensors.items():
+        if qtype == gguf.GGMLQuantizationType.Q8_0:
+            w.add_tensor(name, gguf.quants.quantize(arr, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_merged_gguf_adds_permuted_delta_and_is_cached(tmp_path, monkeypatch):
+    import gguf
+    from gguf.quants import dequantize
+
+    rng = np.random.default_rng(0)
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    f32 = gguf.GGMLQuantizationType.F32
+    base_w = {"blk.0.attn_q.weight": (rng.standard_normal((64, 32)).astype(np.float32), q8),
+              "blk.0.attn_k.weight": (rng.standard_normal((32, 32)).astype(np.float32), f32),
+              "blk.0.attn_v.weight": (rng.standard_normal((32, 32)).astype(np.float32), q8),
+              "blk.0.attn_norm.weight": (np.ones(32, dtype=np.float32), f32)}
+    base = tmp_path / "base.gguf"
+    _write_gguf(base, base_w)
+    # a hand-made PEFT adapter for q and k with known A, B
+    from safetensors.numpy import save_file
+
+    ad = tmp_path / "ad"
+    ad.mkdir()
+    (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                                                        "target_modules": ["q_proj", "k_proj"], "bias": "none"}))
+    A = {m: rng.standard_normal((2, 32)).astype(np.float32) for m in ("q_proj", "k_proj")}
+    B = {"q_proj": rng.standard_normal((64, 2)).astype(np.float32),
+         "k_proj": rng.standard_normal((32, 2)).astype(np.float32)}
+    pre = "base_model.model.model.layers.0.self_attn"
+    save_file({**{f"{pre}.{m}.lora_A.weight": A[m] for m in A}, **{f"{pre}.{m}.lora_B.weight": B[m] for m in B}},
+              str(ad / "adapter_model.safetensors"))
+
+    out = backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache")
+    reader = gguf.GGUFReader(str(out))
+    got = {t.name: dequantize(t.data, t.tensor_type) for t in reader.tensors}
+    assert {t.tensor_type for t in reader.tensors} == {f32}
+    assert reader.get_field("llama.attention.head_count").contents() == 2
+    src = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(base)).tensors}
+    np.testing.assert_allclose(got["blk.0.attn_q.weight"],
+                               src["blk.0.attn_q.weight"] + backends._permute(2.0 * B["q_proj"] @ A["q_proj"], 2),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["blk.0.attn_k.weight"],
+                               src["blk.0.attn_k.weight"] + backends._permute(2.0 * B["k_proj"] @ A["k_proj"], 1),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["blk.0.attn_v.weight"], src["blk.0.attn_v.weight"])  # untouched
+    # cached: same file, not rewritten; a changed adapter gets a new file
+    mtime = out.stat().st_mtime_ns
+    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache") == out and out.stat().st_mtime_ns == mtime
+    (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 2}))
+    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache") != out
+    assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
+
+
+def test_unsupported_adapter_is_a_user_error(tmp_path):
+    ad = tmp_path / "dora"
+    ad.mkdir()
+    (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "use_dora": True}))
+    with pytest.raises(UserError, match="DoRA is not supported by the llama-cpp backend"):
+        backends.read_lora(ad)
+
+
+# ---------------------------------------------------------------- the real default model (slow)
+
+@pytest.fixture(scope="module")
+def smollm2_adapter(tmp_path_factory):
+    """A random, non-zero LoRA adapter for SmolLM2 on q/k/v (r=16), so that it really changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from prompt_recovery.models import load_base
+
+    base, _, _ = load_base("smollm2-135m", "cpu", "float32")
+    torch.manual_seed(0)
+    m = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj"],
+                                        init_lora_weights=False))
+    path = tmp_path_factory.mktemp("smollm2-lora")
+    m.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+@needs_llama_cpp
+def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "gguf_cache_dir", lambda: tmp_path / "gguf")  # merged GGUFs: not in ~
+    pairs = [(r["original_text"], r["rewritten_text"]) for r in load_examples()[:3]]
+    fast = Recoverer.load("smollm2-135m", adapter=smollm2_adapter, backend="llama-cpp", max_new_tokens=12)
+    assert fast.backend == "llama-cpp" and fast.model is None
+    assert list(tmp_path.glob("gguf/*.f32.gguf"))  # the merged file went to the cache
+    ids = [fast.prompt_ids(o, r) for o, r in pairs]
+    fast_raw = fast.generate_ids(ids, 1)
+    base_raw = Recoverer.load("smollm2-135m", adapter="none", backend="llama-cpp",
+                              max_new_tokens=12).generate_ids(ids, 1)
+    ref = Recoverer.load("smollm2-135m", adapter=smollm2_adapter, backend="transformers", max_new_tokens=12)
+    assert ref.prompt_ids(*pairs[0]) == ids[0]  # same prompt token ids on both paths
+    ref_raw = ref.generate_ids(ids, 3)
+    assert fast_raw == ref_raw  # same greedy text, token for token
+    assert all(t.strip() for t in fast_raw)
+    assert fast_raw != base_raw  # the adapter is applied on the fast path
+

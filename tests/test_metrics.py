@@ -1,0 +1,132 @@
+"""Metric values on hand-computed cases (metrics.py, categories.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from prompt_recovery import metrics
+from prompt_recovery.categories import CATEGORIES, categorize
+from prompt_recovery.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return metrics.Embedder.load("minilm")
+
+
+def test_normalize_and_exact_match():
+    assert metrics.normalize("  Rewrite it as a POEM!  ") == "rewrite it as a poem"
+    assert metrics.normalize("“Make it—formal.”") == "make it formal"
+    assert metrics.exact_match("Rewrite it as a Poem!", "rewrite it as a poem") == 1.0
+    assert metrics.exact_match("Rewrite it as a poem", "Rewrite it as a song") == 0.0
+
+
+def test_token_f1_hand_values():
+    # pred {make,it,a,poem}, truth {rewrite,it,as,a,poem}: 3 common, P=3/4, R=3/5 -> F1=2/3
+    assert metrics.token_f1("Make it a poem", "Rewrite it as a poem.") == pytest.approx(2 / 3)
+    # repeated tokens count once per occurrence in both: P=2/3, R=1 -> F1=0.8
+    assert metrics.token_f1("the the cat", "the cat") == pytest.approx(0.8)
+    assert metrics.token_f1("Improve the text.", "Translate this into French") == 0.0
+    assert metrics.token_f1("", "") == 1.0
+    assert metrics.token_f1("", "something") == 0.0
+
+
+def test_bleu_identical_is_100_and_unrelated_is_0():
+    same = ["Rewrite this text as a poem about the sea.", "Summarize the text in one sentence."]
+    assert metrics.corpus_bleu(same, same) == pytest.approx(100.0)
+    assert metrics.corpus_bleu(["Improve the text."], ["Translate into French"]) == pytest.approx(0.0)
+    stats = metrics.bleu_stats(["a b c d e", "x y z"], ["a b c d f", "x y w"])
+    assert stats.shape == (2, 10)
+    assert metrics.bleu_from_stats(stats) == pytest.approx(metrics.corpus_bleu(["a b c d e", "x y z"],
+                                                                             ["a b c d f", "x y w"]))
+
+
+def test_rouge_l_hand_value():
+    # LCS of "rewrite it as a poem" / "make it a poem" is "it a poem" (3): P=3/4, R=3/5 -> 2/3
+    assert metrics.rouge_l(["make it a poem"], ["rewrite it as a poem"])[0] == pytest.approx(2 / 3)
+
+
+def test_sharpened_cosine_hand_values():
+    a = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    b = np.array([[1.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])
+    got = metrics.sharpened_cosine(a, b)
+    assert got[0] == pytest.approx(math.sqrt(0.5) ** 3)  # cos 45 degrees, cubed
+    assert got[1] == 0.0  # negative cosine is clipped to 0
+    assert got[2] == pytest.approx(1.0)
+
+
+def test_scs_identical_is_one_and_unrelated_is_low(embedder):
+    s = metrics.score(["Rewrite this text as a poem."], ["Rewrite this text as a poem."], embedder)
+    assert s.summary["scs"] == pytest.approx(1.0, abs=1e-5)
+    assert s.summary["bleu"] == pytest.approx(100.0)
+    assert s.summary["exact_match"] == 1.0
+    u = metrics.score(["Convert the quarterly tax figures into a spreadsheet."],
+                      ["Write a love song about a lighthouse keeper."], embedder)
+    assert u.summary["scs"] < 0.05
+    close = metrics.score(["Rewrite the text as a poem."], ["Turn this into a short poem."], embedder)
+    assert close.summary["scs"] > 0.3 > u.summary["scs"]
+
+
+def test_embedder_errors():
+    with pytest.raises(UserError, match="unknown embedder"):
+        metrics.Embedder.load("no-such-embedder")
+
+
+def test_macro_f1_and_category_accuracy():
+    # a: tp1 fp0 fn1 -> 2/3; b: tp1 fp1 fn0 -> 2/3
+    assert metrics.macro_f1(["a", "a", "b"], ["a", "b", "b"]) == pytest.approx(2 / 3)
+    s = metrics.score(["Summarise it.", "Make it a poem.", "Translate to German."],
+                      ["Summarize the text.", "Convert it into a table.", "Translate this into French."])
+    assert "scs" not in s.summary  # no embedder given
+    assert s.summary["category_accuracy"] == pytest.approx(2 / 3)
+    # labels summarise (1), translate_simplify (1), change_format (0), change_style (0)
+    assert s.summary["category_macro_f1"] == pytest.approx(0.5)
+
+
+def test_bootstrap_ci_deterministic_and_brackets_mean():
+    preds = ["Rewrite it as a poem", "Make it a poem", "Improve the text", "Summarise it", "x"] * 4
+    truths = ["Rewrite it as a poem", "Rewrite it as a song", "Translate it", "Summarise it", "y"] * 4
+    a = metrics.score(preds, truths, bootstrap=300, seed=1)
+    b = metrics.score(preds, truths, bootstrap=300, seed=1)
+    assert a.ci == b.ci
+    for k in ("token_f1", "exact_match", "bleu", "category_accuracy"):
+        lo, hi = a.ci[k]
+        assert lo <= a.summary[k] <= hi and lo < hi
+    same = metrics.score(truths, truths, bootstrap=100)
+    assert same.ci["exact_match"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("text,cat", [
+    ("Summarize the text in one sentence.", "summarise"),
+    ("Make it shorter and more concise.", "summarise"),
+    ("Expand on this with more details.", "expand"),
+    ("Rewrite this in a more formal tone.", "change_tone"),
+    ("Make the email more formal.", "change_tone"),
+    ("Convert the text into a bulleted list.", "change_format"),
+    ("Rewrite it as a formal email.", "change_format"),
+    ("Rewrite this as a poem.", "change_style"),
+    ("Write it in the style of Shakespeare.", "change_style"),
+    ("Imagine this as a lost civilization's history.", "change_style"),
+    ("Translate this into French.", "translate_simplify"),
+    ("Translate this into Shakespearean English.", "change_style"),
+    ("Explain it to a five-year-old.", "translate_simplify"),
+    ("Simplify the language.", "translate_simplify"),
+    ("Proofread and fix the grammar.", "improve"),
+    ("Rewrite it.", "other"),
+    ("", "other"),
+])
+def test_categorize(text, cat):
+    assert cat in CATEGORIES
+    assert categorize(text) == cat
+
+
+def test_sentence_t5_offline_is_used_or_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: never downloads
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="sentence-t5-base is not available offline"):
+        metrics.Embedder.load("sentence-t5-base")
+    with pytest.raises(UserError, match="not a sentence-transformers model"):
+        metrics.Embedder.load(str(tmp_path))

@@ -78,6 +78,20 @@ def test_recoverer_with_tiny_model_uses_transformers_backend():
     assert len(out) == 2 and out[0] == out[1]  # greedy: same prompt, same text
 
 
+def test_auto_falls_back_when_the_fast_path_cannot_load(monkeypatch, capsys):
+    def cannot(model, adapter):
+        raise UserError("adapter x: DoRA is not supported by the llama-cpp backend; use --backend transformers")
+
+    monkeypatch.setattr(backends, "choose", lambda *a: "llama-cpp")
+    monkeypatch.setattr(backends, "load_llama_cpp", cannot)
+    r = Recoverer.load("tiny-random-llama", adapter="none", max_new_tokens=2, backend="auto")
+    assert r.backend == "transformers"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DoRA" in err and "falling back to the transformers backend" in err
+    with pytest.raises(UserError, match="DoRA"):  # an explicit choice is not overridden
+        Recoverer.load("tiny-random-llama", adapter="none", backend="llama-cpp")
+
+
 # ---------------------------------------------------------------- LoRA deltas and the merged GGUF
 
 def _tiny_adapter(tmp_path, targets=("q_proj", "k_proj", "v_proj", "o_proj", "down_proj")):

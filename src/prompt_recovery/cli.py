@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("prompt_recovery.data.generate", "GenerateConfig", "generate new triples with a local or HTTP LLM rewriter (resumable)"),
     "serve": ("prompt_recovery.serve", "ServeConfig", "HTTP API and web page for recoveries (FastAPI, 127.0.0.1:8000)"),
     "train": ("prompt_recovery.train", "TrainConfig", "LoRA fine-tuning (PEFT + Trainer) from a YAML preset"),
+    "mean-prompt": ("prompt_recovery.mean_prompt", "MeanPromptConfig", "find one constant instruction with the highest mean SCS against training instructions"),
     "export": ("prompt_recovery.export", "ExportConfig", "merge an adapter into its base model and save it"),
 }
 

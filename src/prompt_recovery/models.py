@@ -221,7 +221,7 @@ def tiny_random(arch: str = "mistral", seed: int = 0):
     config = cls(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                 tie_word_embeddings=False)
+                 tie_word_embeddings=False, initializer_range=0.3)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     return model, tok

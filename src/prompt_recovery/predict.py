@@ -29,13 +29,14 @@ from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import read_table, table_format, write_table
+from prompt_recovery.search import SearchOptions, fingerprint_items
 
 log = logging.getLogger("prompt_recovery.predict")
 REQUIRED = ("original_text", "rewritten_text")
 
 
 @dataclass
-class PredictConfig(ModelOptions):
+class PredictConfig(ModelOptions, SearchOptions):
     input: str | None = opt(None, "input file (.csv, .jsonl, .parquet) with id, original_text, rewritten_text",
                             positional=True)
     output: str | None = opt(None, "output file (.csv, .jsonl, .parquet) with id, rewrite_prompt",
@@ -84,6 +85,8 @@ def fingerprint(df, cfg: PredictConfig) -> str:
     h = hashlib.sha256()
     for key in ("model", "adapter", "prompt_format", "max_new_tokens", "fallback"):
         h.update(f"{key}={getattr(cfg, key)}\n".encode())
+    for item in fingerprint_items(cfg):  # search options, only when set
+        h.update(item.encode())
     for i, o, r in zip(df["id"], df["original_text"], df["rewritten_text"]):
         h.update(f"{i}\x1f{o}\x1f{r}\x1e".encode())
     return h.hexdigest()[:16]
@@ -168,9 +171,9 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
         return [p for p in preds]  # type: ignore[misc]
     todo.sort(key=lambda i: len(originals[i]) + len(rewrittens[i]))
     if recoverer is None:
-        from prompt_recovery.recover import Recoverer
+        from prompt_recovery.search import from_options as search_from_options
 
-        recoverer = Recoverer.from_options(cfg)
+        recoverer = search_from_options(cfg)  # a plain Recoverer unless search options are set
         if cfg.progress:
             print(f"model: {recoverer.describe()}", file=sys.stderr)
     side = Sidecar(sidecar, fp, fresh=not done) if sidecar is not None else None

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
+from prompt_recovery.search import SearchOptions
 
 EXAMPLES = Path(__file__).resolve().parent / "examples" / "pairs.jsonl"
 
@@ -50,6 +51,7 @@ class Recoverer:
         from prompt_recovery import backends, models
 
         loaded, engine = None, None
+        models.resolve_adapter(model, adapter)  # bad adapter paths are the user's error, whatever the backend
         if backends.choose(backend, model, device, dtype) == "llama-cpp":
             try:
                 loaded, engine = backends.load_llama_cpp(model, adapter)
@@ -96,7 +98,7 @@ class Recoverer:
 # ---------------------------------------------------------------- the `recover` command
 
 @dataclass
-class RecoverConfig(ModelOptions):
+class RecoverConfig(ModelOptions, SearchOptions):
     original: str | None = opt(None, "original text")
     rewritten: str | None = opt(None, "rewritten text")
     original_file: str | None = opt(None, "read the original text from this UTF-8 file")
@@ -142,17 +144,21 @@ def run(cfg: RecoverConfig) -> int:
         pairs = [(r["original_text"], r["rewritten_text"]) for r in rows]
     else:
         pairs = [_pair_from_config(cfg)]
-    r = Recoverer.from_options(cfg)
+    from prompt_recovery.search import from_options
+
+    r = from_options(cfg)  # a plain Recoverer unless search options (--candidates, --bank, --suffix) are set
     outs = r.recover_batch(pairs)
+    details = getattr(r, "last_details", None) or [{}] * len(outs)
     if cfg.examples:
-        for row, out in zip(rows, outs):
+        for k, (row, out) in enumerate(zip(rows, outs)):
             if cfg.json:
-                print(json.dumps({"id": row["id"], "rewrite_prompt": out, "true_prompt": row["rewrite_prompt"]}))
+                print(json.dumps({"id": row["id"], "rewrite_prompt": out, "true_prompt": row["rewrite_prompt"],
+                                  **details[k]}))
             else:
                 print(f"[{row['id']}] recovered: {out}\n{' ' * (len(row['id']) + 3)}truth:     {row['rewrite_prompt']}")
         return 0
     if cfg.json:
-        print(json.dumps({"rewrite_prompt": outs[0], "model": r.describe()}))
+        print(json.dumps({"rewrite_prompt": outs[0], "model": r.describe(), **details[0]}))
     else:
         print(outs[0])
     sys.stdout.flush()

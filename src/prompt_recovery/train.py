@@ -247,8 +247,15 @@ def _hardware() -> str:
 
 # ---------------------------------------------------------------- the command
 
-def train(cfg: TrainConfig) -> Path:
-    """Fine-tune and write the adapter directory; returns its path."""
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model: object  # the trained PeftModel (LoRA not merged)
+    metrics: dict
+
+
+def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
+    """Fine-tune and write the adapter directory; `callbacks` are extra transformers TrainerCallbacks."""
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
@@ -298,13 +305,13 @@ def train(cfg: TrainConfig) -> Path:
         save_strategy=strategy, save_steps=cfg.eval_steps, save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
         use_cpu=(device == "cpu"), seed=cfg.seed, report_to="none", remove_unused_columns=False,
-        dataloader_pin_memory=device != "cpu", gradient_checkpointing=False, disable_tqdm=False,
+        dataloader_pin_memory=device != "cpu", disable_tqdm=False, ddp_find_unused_parameters=False,
         **flags,
     )
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100,
                                       pad_to_multiple_of=cfg.pad_to_multiple_of or None)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                      data_collator=collator, callbacks=[JsonlLogger(out / "train_log.jsonl")])
+                      data_collator=collator, callbacks=[JsonlLogger(out / "train_log.jsonl"), *callbacks])
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
     if resume:
         print(f"train: resuming from {resume}")
@@ -332,7 +339,7 @@ def train(cfg: TrainConfig) -> Path:
         write_model_card(out, cfg, run)
         print(f"train: adapter written to {out} in {elapsed / 60:.1f} min "
               f"(eval_loss {metrics.get('eval_loss', float('nan')):.4f})")
-    return out
+    return TrainResult(out, trainer.model, metrics)
 
 
 def _num(v):

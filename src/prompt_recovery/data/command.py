@@ -5,6 +5,7 @@
     prompt-recovery data clean  --eval --input ../shared/data/public_triples/dev.csv --id-prefix dev --output runs/data/dev.clean.jsonl
     prompt-recovery data split  --input runs/data/train.clean.jsonl --output runs/data/splits --fractions 0.9 0.05 0.05
     prompt-recovery data card   --input runs/data/train.clean.jsonl
+    prompt-recovery data noise  --input runs/data/dev.clean.jsonl --typo-rate 0.05 --output runs/data/dev.typos.jsonl
 
 `clean` writes OUTPUT, `<stem>.report.json` (rows in, dropped per reason, rows out) and
 `<stem>.dropped.jsonl` (every dropped row with its reason) next to it, plus a dataset card
@@ -23,7 +24,7 @@ from pathlib import Path
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 
-ACTIONS = ("import", "clean", "split", "card")
+ACTIONS = ("import", "clean", "split", "card", "noise")
 
 
 @dataclass
@@ -52,11 +53,12 @@ class DataConfig:
     split_names: list[str] = opt(None, "split: names of the splits", default_factory=lambda: ["train", "dev", "test"])
     seed: int = opt(0, "split: random seed")
     format: str = opt("jsonl", "split: output file format", choices=("jsonl", "csv", "parquet"))
+    typo_rate: float = opt(0.05, "noise: per-letter typo rate injected into original_text and rewritten_text")
 
     def validate(self) -> None:
         if not self.input:
             raise UserError(f"data {self.action}: give --input FILE [FILE ...]")
-        if self.action in ("import", "clean", "split") and not self.output:
+        if self.action in ("import", "clean", "split", "noise") and not self.output:
             raise UserError(f"data {self.action}: give --output")
 
     def filters(self):
@@ -90,6 +92,12 @@ def run(cfg: DataConfig) -> int:
             print(write_card(df, sibling(path, ".card.md"), title=Path(path).name, report=report))
         return 0
     df = import_tables(cfg.input, cfg.id_prefix, cfg.source, cfg.rewriter)
+    if cfg.action == "noise":
+        from prompt_recovery.data.noise import augment
+
+        write_table(augment(df, cfg.typo_rate, cfg.seed), cfg.output)
+        print(f"wrote {len(df)} rows with typos (rate {cfg.typo_rate}, seed {cfg.seed}) to {cfg.output}")
+        return 0
     if cfg.action == "import":
         write_table(df, cfg.output)
         print(f"wrote {len(df)} rows to {cfg.output}")

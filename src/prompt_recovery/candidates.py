@@ -1,0 +1,217 @@
+"""Several candidate instructions per pair: beam search or sampling from the recovery model, plus bank neighbours.
+
+    prompt-recovery predict dev.jsonl -o pred.csv --candidates 4                      # 4 model candidates, MBR choice
+    prompt-recovery predict dev.jsonl -o pred.csv --candidates 4 --bank train.jsonl --bank-k 2
+    python -c "from prompt_recovery.recover import Recoverer; from prompt_recovery.candidates import model_candidates; r = Recoverer.load(backend='transformers'); print(model_candidates(r, [('Hi there.', 'Ahoy, matey!')], 4))"
+
+Model candidates (`model_candidates`): the greedy instruction first (the plain prediction,
+so candidate 0 is always what `recover` without options returns), then the distinct
+outputs of beam search (``method="beam"``: ``num_beams=k``, ``num_return_sequences=k``)
+or of nucleus sampling (``method="sample"``: temperature, top-p 0.95, seeded), each
+post-processed like any prediction and de-duplicated after normalisation, at most k in all.
+Beam search and sampling run on the transformers model (the llama-cpp backend does only
+greedy decoding).
+
+Bank candidates (`PromptBank`): a file of known instructions.
+  * a table of triples (``original_text, rewritten_text, rewrite_prompt``, e.g. the training
+    split): its pairs are embedded once (cached on disk under ``$PROMPT_RECOVERY_CACHE/bank``)
+    and the prompts of the ``bank_k`` pairs most similar to the query pair are returned.
+    Pair similarity: cosine of the pair keys ``normalise(normalise(e(rewritten) - e(original)) + e(rewritten))``
+    (what changed, plus what the result is about), with `e` the search embedder (MiniLM).
+  * a plain prompt bank (``.json``/``.txt``/table with only ``rewrite_prompt``): the prompts
+    closest to the model's greedy candidate (paraphrases of it from the bank).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from prompt_recovery.errors import UserError
+from prompt_recovery.metrics import normalize
+from prompt_recovery.prompting import postprocess
+
+log = logging.getLogger(__name__)
+METHODS = ("beam", "sample")
+
+
+def dedupe(texts: Sequence[str], limit: int | None = None) -> list[str]:
+    """Texts in order, dropping repeats by normalised form; at most `limit`."""
+    seen, out = set(), []
+    for t in texts:
+        key = normalize(t)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        out.append(t)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _torch_model(recoverer):
+    if getattr(recoverer, "model", None) is None:
+        raise UserError("--candidates above 1 needs beam search or sampling, which the llama-cpp backend does not "
+                        "offer; use --backend transformers")
+    return recoverer.model
+
+
+def generate_alternatives(recoverer, pairs: Sequence[tuple[str, str]], k: int, method: str = "beam",
+                          temperature: float = 0.8, seed: int = 0, batch_size: int | None = None) -> list[list[str]]:
+    """k raw-decoded alternatives per pair from beam search or sampling (transformers model)."""
+    import torch
+
+    if method not in METHODS:
+        raise UserError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
+    model = _torch_model(recoverer)
+    tok = recoverer.tokenizer
+    ids = [recoverer.prompt_ids(o, r) for o, r in pairs]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    device = next(model.parameters()).device
+    bs = max(1, (batch_size or recoverer.batch_size) // max(1, k // 2))  # k sequences per prompt in memory
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[list[str]] = [[] for _ in ids]
+    for start in range(0, len(order), bs):
+        idx = order[start:start + bs]
+        width = max(len(ids[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):  # left padding
+            input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
+            mask[row, width - len(ids[i]):] = 1
+        kw = dict(max_new_tokens=recoverer.max_new_tokens, num_return_sequences=k, pad_token_id=pad,
+                  eos_token_id=tok.eos_token_id)
+        if method == "beam":
+            kw.update(do_sample=False, num_beams=k, early_stopping=True)
+        else:
+            torch.manual_seed(seed * 100_003 + start)
+            kw.update(do_sample=True, temperature=temperature, top_p=0.95)
+        with torch.inference_mode():
+            gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw)
+        for row, i in enumerate(idx):
+            for j in range(k):
+                out[i].append(tok.decode(gen[row * k + j, width:], skip_special_tokens=True))
+    return out
+
+
+def model_candidates(recoverer, pairs: Sequence[tuple[str, str]], k: int, method: str = "beam",
+                     temperature: float = 0.8, seed: int = 0, batch_size: int | None = None,
+                     greedy: Sequence[str] | None = None) -> list[list[str]]:
+    """Up to k distinct instructions per pair, the greedy one first (see module docstring)."""
+    if k < 1:
+        raise UserError("--candidates must be at least 1")
+    if greedy is None:
+        greedy = recoverer.recover_batch(list(pairs), batch_size)
+    if k == 1:
+        return [[g] for g in greedy]
+    alts = generate_alternatives(recoverer, pairs, k, method, temperature, seed, batch_size)
+    # an alternative that post-processes to nothing is dropped (not replaced by the fallback instruction)
+    return [dedupe([g] + [postprocess(a, fallback="") for a in alt], k) for g, alt in zip(greedy, alts)]
+
+
+# ---------------------------------------------------------------- prompt bank
+
+def _unit(x):
+    import numpy as np
+
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def pair_keys(e_original, e_rewritten):
+    """Pair keys for nearest-pair retrieval (see module docstring)."""
+    return _unit(_unit(e_rewritten - e_original) + e_rewritten)
+
+
+class PromptBank:
+    """Known instructions to add as candidates; see the module docstring for the two kinds of bank."""
+
+    def __init__(self, prompts: list[str], embedder, keys=None, source: str = ""):
+        if not prompts:
+            raise UserError(f"prompt bank {source or ''} holds no prompts".replace("  ", " "))
+        self.prompts, self.embedder, self.keys, self.source = prompts, embedder, keys, source
+        self._prompt_vecs = None
+
+    @property
+    def kind(self) -> str:
+        return "pairs" if self.keys is not None else "prompts"
+
+    @classmethod
+    def load(cls, path: str, embedder, cache: bool = True, progress: bool = False) -> "PromptBank":
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"prompt bank file not found: {p}")
+        if p.suffix.lower() in (".csv", ".jsonl", ".parquet", ".tsv"):
+            from prompt_recovery.schema import read_table
+
+            df = read_table(p)
+            if {"original_text", "rewritten_text", "rewrite_prompt"} <= set(df.columns):
+                df = df.dropna(subset=["original_text", "rewritten_text", "rewrite_prompt"])
+                df = df[df["rewrite_prompt"].astype(str).str.strip() != ""]
+                prompts = df["rewrite_prompt"].astype(str).str.strip().tolist()
+                keys = cls._pair_keys(df["original_text"].astype(str).tolist(),
+                                      df["rewritten_text"].astype(str).tolist(), embedder, p, cache, progress)
+                return cls(prompts, embedder, keys, str(p))
+        from prompt_recovery.data.prompts import load_prompt_bank
+
+        return cls(load_prompt_bank([p]), embedder, None, str(p))
+
+    @staticmethod
+    def _pair_keys(originals, rewrittens, embedder, path: Path, cache: bool, progress: bool):
+        import numpy as np
+
+        from prompt_recovery.models import cache_root
+
+        h = hashlib.sha256(f"{embedder.name}\x1e".encode())
+        for o, r in zip(originals, rewrittens):
+            h.update(f"{o}\x1f{r}\x1e".encode())
+        target = cache_root() / "bank" / f"{path.stem}-{h.hexdigest()[:16]}.npz"
+        if cache and target.is_file():
+            with np.load(target) as z:
+                return pair_keys(z["original"], z["rewritten"])
+        log.info("embedding %d bank pairs of %s (once; cached in %s)", len(originals), path, target)
+        eo = embedder.encode(originals, progress=progress)
+        er = embedder.encode(rewrittens, progress=progress)
+        if cache:
+            import os
+            import tempfile
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz")
+            os.close(fd)
+            try:
+                np.savez(tmp, original=eo, rewritten=er)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return pair_keys(eo, er)
+
+    def nearest(self, pairs: Sequence[tuple[str, str]], k: int, greedy: Sequence[str] | None = None,
+                exclude_self: bool = False) -> list[list[str]]:
+        """Up to k distinct bank prompts per pair, most similar first.
+
+        `exclude_self` skips bank pairs identical to the query (for evaluating on the bank's own rows).
+        """
+        import numpy as np
+
+        if k < 1 or not pairs:
+            return [[] for _ in pairs]
+        if self.keys is not None:
+            eo = self.embedder.encode([o for o, _ in pairs])
+            er = self.embedder.encode([r for _, r in pairs])
+            sims = pair_keys(eo, er) @ self.keys.T
+            if exclude_self:
+                sims[sims > 0.9999] = -np.inf
+        else:
+            if greedy is None:
+                raise ValueError("a plain prompt bank needs the greedy candidates as queries")
+            if self._prompt_vecs is None:
+                self._prompt_vecs = self.embedder.encode(self.prompts)
+            sims = self.embedder.encode(list(greedy)) @ self._prompt_vecs.T
+        out = []
+        for row in sims:
+            top = np.argsort(-row)[: k * 4]
+            out.append(dedupe([self.prompts[j] for j in top], k))
+        return out

@@ -1,0 +1,223 @@
+"""Search options of `recover`/`predict`: candidates, a selection rule (MBR or replay) and a suffix. All off by default.
+
+    prompt-recovery predict dev.jsonl -o pred.csv --candidates 4                       # beam candidates, MBR choice
+    prompt-recovery predict dev.jsonl -o pred.csv --candidates 4 --select replay      # replay verification
+    prompt-recovery predict dev.jsonl -o pred.csv --suffix-file runs/search/mean_prompt.txt
+    prompt-recovery recover --examples --candidates 4 --bank runs/data/train.clean.jsonl --json
+
+Per row:
+  1. candidates: the greedy instruction, plus (``--candidates K`` > 1) beam-search or sampled
+     alternatives (`prompt_recovery.candidates`), plus (``--bank FILE``) the ``--bank-k``
+     nearest prompts of a prompt bank;
+  2. selection (only with more than one candidate), ``--select``:
+       * ``mbr`` (minimum Bayes risk): the candidate with the highest mean sharpened cosine
+         (the SCS formula) to the other candidates under the search embedder – the consensus
+         candidate, which maximises the expected SCS if the candidates were samples of the truth;
+       * ``replay``: replay verification (`prompt_recovery.replay`): the candidate whose
+         replayed rewrite is closest to the observed rewrite;
+       * ``first``: candidate 0 (the greedy prediction);
+  3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
+     appended to the chosen instruction after a space.
+With the defaults (``--candidates 1``, no bank, no suffix) predictions are exactly the plain ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from prompt_recovery.config import opt
+from prompt_recovery.errors import UserError
+
+log = logging.getLogger(__name__)
+SELECT = ("mbr", "replay", "first")
+# option names that change predictions (predict's resume fingerprint includes them)
+SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
+               "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
+               "suffix", "suffix_file")
+
+
+@dataclass
+class SearchOptions:
+    """Candidate search, selection and suffix (mixed into `recover` and `predict` configs)."""
+
+    candidates: int = opt(1, "model candidates per row (greedy + beam/sampled alternatives); 1 = plain prediction")
+    candidate_method: str = opt("beam", "how alternatives are generated", choices=("beam", "sample"))
+    bank: str | None = opt(None, "prompt bank adding candidates: a triples file (nearest pairs) or a prompt list")
+    bank_k: int = opt(2, "candidates taken from --bank per row")
+    select: str = opt("mbr", "how one of several candidates is chosen: mbr (consensus), replay (rewrite each "
+                      "candidate and compare), first", choices=SELECT)
+    search_embedder: str = opt("minilm", "embedder used by bank retrieval, MBR and replay similarity")
+    replay_rewriter: str = opt("local", "replay: local model or OpenAI-compatible http endpoint",
+                               choices=("local", "http"))
+    replay_model: str = opt("smollm2-135m", "replay: local rewriter model preset/directory (no adapter)")
+    replay_endpoint: str | None = opt(None, "replay: http base URL, e.g. http://127.0.0.1:8001/v1")
+    replay_api_model: str = opt("default", "replay: model name sent to the http endpoint")
+    replay_max_new_tokens: int = opt(96, "replay: tokens per replayed rewrite")
+    replay_margin: float = opt(0.0, "replay: another candidate must beat candidate 0 by this cosine margin")
+    suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
+    suffix_file: str | None = opt(None, "read --suffix from this UTF-8 file (e.g. written by `mean-prompt`)")
+
+    def search_enabled(self) -> bool:
+        return self.candidates > 1 or bool(self.bank) or bool(self.suffix) or bool(self.suffix_file)
+
+
+def read_suffix(o: SearchOptions) -> str:
+    if o.suffix and o.suffix_file:
+        raise UserError("give either --suffix or --suffix-file, not both")
+    text = o.suffix or ""
+    if o.suffix_file:
+        p = Path(o.suffix_file)
+        if not p.is_file():
+            raise UserError(f"suffix file not found: {p}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"suffix file {p} is not valid UTF-8") from None
+        if not text.strip():
+            raise UserError(f"suffix file {p} is empty")
+    return " ".join(text.split())
+
+
+def check_options(o: SearchOptions) -> None:
+    if o.candidates < 1:
+        raise UserError("--candidates must be at least 1")
+    if o.bank_k < 1:
+        raise UserError("--bank-k must be at least 1")
+    if o.replay_max_new_tokens < 1:
+        raise UserError("--replay-max-new-tokens must be at least 1")
+    if o.select == "replay" and o.replay_rewriter == "http" and not o.replay_endpoint:
+        raise UserError("--replay-rewriter http needs --replay-endpoint URL")
+
+
+def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
+    """Index of the candidate with the highest mean sharpened cosine to the others (first on ties)."""
+    import numpy as np
+
+    if len(candidates) <= 2:
+        return 0  # two candidates are symmetric: keep the first
+    v = embedder.encode(list(candidates))
+    s = np.clip(v @ v.T, 0.0, 1.0) ** power
+    np.fill_diagonal(s, 0.0)
+    return int(np.argmax(s.sum(axis=1)))
+
+
+class SearchRecoverer:
+    """Wraps a `Recoverer`; same `recover`/`recover_batch`/`describe` interface (see module docstring)."""
+
+    def __init__(self, recoverer, options: SearchOptions, embedder=None, bank=None, replayer=None):
+        check_options(options)
+        self.base, self.o = recoverer, options
+        self.suffix = read_suffix(options)
+        self._embedder, self._bank, self._replayer = embedder, bank, replayer
+        self.last_details: list[dict] = []
+        for name in ("tokenizer", "model", "loaded", "prompt_format", "backend", "batch_size", "max_new_tokens"):
+            setattr(self, name, getattr(recoverer, name, None))
+
+    # lazily built pieces
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from prompt_recovery.embedders import load_embedder
+
+            self._embedder = load_embedder(self.o.search_embedder)
+        return self._embedder
+
+    @property
+    def bank(self):
+        if self._bank is None and self.o.bank:
+            from prompt_recovery.candidates import PromptBank
+
+            self._bank = PromptBank.load(self.o.bank, self.embedder, progress=True)
+        return self._bank
+
+    @property
+    def replayer(self):
+        if self._replayer is None:
+            from prompt_recovery.replay import Replayer, make_rewriter
+
+            rw = make_rewriter(self.o.replay_rewriter, self.o.replay_model, self.o.replay_endpoint,
+                               self.o.replay_api_model, self.o.replay_max_new_tokens)
+            self._replayer = Replayer(rw, self.embedder, margin=self.o.replay_margin)
+        return self._replayer
+
+    def describe(self) -> str:
+        parts = [self.base.describe()]
+        if self.o.candidates > 1:
+            parts.append(f"{self.o.candidates} {self.o.candidate_method} candidates")
+        if self.o.bank:
+            parts.append(f"+{self.o.bank_k} from bank {self.o.bank}")
+        if self.o.candidates > 1 or self.o.bank:
+            parts.append(f"select {self.o.select}")
+        if self.suffix:
+            parts.append(f"suffix {self.suffix!r}")
+        return ", ".join(parts)
+
+    def prompt_ids(self, original: str, rewritten: str) -> list[int]:
+        return self.base.prompt_ids(original, rewritten)
+
+    def candidate_lists(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> list[list[str]]:
+        from prompt_recovery.candidates import dedupe, model_candidates
+
+        greedy = self.base.recover_batch(list(pairs), batch_size)
+        cands = model_candidates(self.base, pairs, self.o.candidates, self.o.candidate_method,
+                                 batch_size=batch_size, greedy=greedy)
+        if self.bank is not None:
+            near = self.bank.nearest(pairs, self.o.bank_k, greedy=greedy)
+            cands = [dedupe(c + n) for c, n in zip(cands, near)]
+        return cands
+
+    def recover(self, original: str, rewritten: str) -> str:
+        return self.recover_batch([(original, rewritten)])[0]
+
+    def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
+                      progress: bool = False) -> list[str]:
+        from prompt_recovery.recover import check_pair
+
+        for o, r in pairs:
+            check_pair(o, r)
+        cands = self.candidate_lists(pairs, batch_size)
+        if self.o.select == "replay" and any(len(c) > 1 for c in cands):
+            choices = self.replayer.choose(pairs, cands, progress=progress)
+            picked = [(ch.index, ch.scores) for ch in choices]
+        elif self.o.select == "mbr":
+            picked = [(mbr_choice(c, self.embedder) if len(c) > 1 else 0, None) for c in cands]
+        else:
+            picked = [(0, None) for _ in cands]
+        out, self.last_details = [], []
+        for c, (i, scores) in zip(cands, picked):
+            text = c[i] if not self.suffix else f"{c[i].rstrip()} {self.suffix}"
+            out.append(text)
+            self.last_details.append({"candidates": c, "chosen": i, "replay_scores": scores})
+        return out
+
+
+def wrap(recoverer, options: SearchOptions):
+    """`recoverer` itself when no search option is set, else a `SearchRecoverer` around it."""
+    return SearchRecoverer(recoverer, options) if options.search_enabled() else recoverer
+
+
+def from_options(cfg):
+    """Load the recovery model of a config with `ModelOptions` + `SearchOptions` fields, wrapped as needed."""
+    from prompt_recovery.recover import Recoverer
+
+    check_options(cfg)
+    read_suffix(cfg)  # fail on a bad suffix file before loading the model
+    if (cfg.candidates > 1) and cfg.backend == "auto":
+        cfg.backend = "transformers"  # beam search / sampling need the torch model
+    elif cfg.candidates > 1 and cfg.backend == "llama-cpp":
+        raise UserError("--candidates above 1 needs --backend transformers (llama-cpp does greedy decoding only)")
+    r = Recoverer.from_options(cfg)
+    out = wrap(r, cfg)
+    if out is not r:
+        print(f"search: {out.describe()}", file=sys.stderr)
+    return out
+
+
+def fingerprint_items(cfg) -> list[str]:
+    """`key=value` lines of the search options that differ from their defaults (for resume fingerprints)."""
+    defaults = SearchOptions()
+    return [f"{k}={getattr(cfg, k)}\n" for k in SEARCH_KEYS if getattr(cfg, k, None) != getattr(defaults, k)]

@@ -8,7 +8,8 @@ and is cached in OUT/stages.json (rerun to resume); the variants are then select
 cached candidates. Scores: SCS under MiniLM (the search embedder) and under smollm2-tokens (a
 held-out embedder, see prompt_recovery.embedders), BLEU, category accuracy. Time per row is
 the sum of the stage times a variant needs, divided by the rows (model loading excluded; the
-one-time bank embedding is reported separately). Writes OUT/search_eval.json and .md.
+one-time bank embedding is reported separately); gains over the default carry a paired
+bootstrap 95% CI (2000 resamples of the rows). Writes OUT/search_eval.json and .md.
 """
 
 from __future__ import annotations
@@ -116,12 +117,23 @@ def main() -> None:
             variants[f"{name} + mean-prompt suffix"] = ([f"{p} {suffix}" for p in preds], t)
         variants["mean prompt alone (constant)"] = ([suffix] * n, 0.0)
 
+    import numpy as np
+
     held = load_embedder("smollm2-tokens")
-    rows = []
+    rows, base = [], {}
+    boot = np.random.default_rng(0).integers(0, n, size=(2000, n))  # paired bootstrap over rows
     for name, (preds, t) in variants.items():
-        s1, s2 = score(preds, truths, minilm).summary, score(preds, truths, held).summary
-        rows.append({"variant": name, "scs_minilm": s1["scs"], "scs_heldout": s2["scs"], "bleu": s1["bleu"],
-                     "category_accuracy": s1["category_accuracy"], "sec_per_row": t / n})
+        r1, r2 = score(preds, truths, minilm), score(preds, truths, held)
+        s1, s2 = r1.summary, r2.summary
+        row = {"variant": name, "scs_minilm": s1["scs"], "scs_heldout": s2["scs"], "bleu": s1["bleu"],
+               "category_accuracy": s1["category_accuracy"], "sec_per_row": t / n}
+        for tag, r in (("minilm", r1), ("heldout", r2)):
+            if tag not in base:
+                base[tag] = r.rows["scs"]  # the first variant is the default
+            d = r.rows["scs"] - base[tag]
+            m = d[boot].mean(axis=1)
+            row[f"delta_{tag}_ci95"] = [float(np.percentile(m, 2.5)), float(np.percentile(m, 97.5))]
+        rows.append(row)
     report = {"data": a.data, "rows": n, "model": st["model"], "heldout_embedder": held.name,
               "bank": a.bank, "bank_load_sec": st.get("t_bank_load"), "suffix_file": a.suffix_file,
               "replay_changed_rows": sum(i != 0 for i in st["replay_idx"]), "results": rows,
@@ -129,10 +141,12 @@ def main() -> None:
                            for tr, g, c, i in list(zip(truths, st["greedy"], all_cands, st["replay_idx"]))[:8]]}
     atomic_write_text(out / "search_eval.json", json.dumps(report, indent=2) + "\n")
     lines = [f"{n} rows of {a.data}; model {st['model']}; held-out embedder {held.name}", "",
-             "| variant | SCS MiniLM | SCS held-out | BLEU | category acc. | s/row |", "|---|---|---|---|---|---|"]
+             "| variant | SCS MiniLM | 95% CI of gain | SCS held-out | 95% CI of gain | BLEU | category acc. | s/row |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['scs_minilm']:.4f} | {r['scs_heldout']:.4f} | {r['bleu']:.2f} | "
-                     f"{r['category_accuracy']:.3f} | {r['sec_per_row']:.2f} |")
+        ci = {k: "[{:+.3f}, {:+.3f}]".format(*r[f"delta_{k}_ci95"]) for k in ("minilm", "heldout")}
+        lines.append(f"| {r['variant']} | {r['scs_minilm']:.4f} | {ci['minilm']} | {r['scs_heldout']:.4f} | "
+                     f"{ci['heldout']} | {r['bleu']:.2f} | {r['category_accuracy']:.3f} | {r['sec_per_row']:.2f} |")
     atomic_write_text(out / "search_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

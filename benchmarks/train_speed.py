@@ -37,7 +37,8 @@ def matmul_peak(dtype, n=2048, seconds=2.0) -> float:
 
 def non_embedding_params(model) -> int:
     emb = model.get_input_embeddings().weight
-    total = sum(p.numel() for p in model.parameters() if p.data_ptr() != emb.data_ptr())
+    total = sum(p.numel() for n, p in model.named_parameters()
+                if p.data_ptr() != emb.data_ptr() and "lora_" not in n)  # the frozen base only
     head = model.get_output_embeddings()
     if head is not None and head.weight.data_ptr() == emb.data_ptr():
         total += head.weight.numel()  # a tied LM head still costs a matmul per token

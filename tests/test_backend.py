@@ -238,6 +238,7 @@ def smollm2_adapter(tmp_path_factory):
 @needs_llama_cpp
 def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "gguf_cache_dir", lambda: tmp_path / "gguf")  # merged GGUFs: not in ~
+    monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "f32")  # the reference's exact weights: same tokens
     pairs = [(r["original_text"], r["rewritten_text"]) for r in load_examples()[:3]]
     fast = Recoverer.load("smollm2-135m", adapter=smollm2_adapter, backend="llama-cpp", max_new_tokens=12)
     assert fast.backend == "llama-cpp" and fast.model is None
@@ -252,4 +253,61 @@ def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, mon
     assert fast_raw == ref_raw  # same greedy text, token for token
     assert all(t.strip() for t in fast_raw)
     assert fast_raw != base_raw  # the adapter is applied on the fast path
+    # continuous batching (3 prompts in flight, one decode call per step) = one prompt at a time
+    single = backends.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_seq=1)
+    assert fast.engine.n_seq == 8 and single.n_seq == 1
+    assert single.generate(ids, 12) == fast_raw
+    assert single.generate(ids[::-1], 12) == fast_raw[::-1]  # slots reused with cached prefixes: same again
+    # a prompt longer than the per-sequence context grows it instead of failing
+    long_prompt = ids[0][:-20] + (ids[1] * 20)[:1100] + ids[0][-20:]
+    assert len(long_prompt) > fast.engine.n_ctx
+    got = fast.engine.generate_tokens([long_prompt, ids[2]], 4)
+    assert fast.engine.n_ctx >= len(long_prompt) + 4 and len(got[0]) >= 1
+    assert got == single.generate_tokens([long_prompt, ids[2]], 4)
+    single.close()
 
+
+
+# ---------------------------------------------------------------- weight types of the merged GGUF
+
+@pytest.mark.parametrize("qtype,ggml,file_type,tol", [
+    ("f32", "F32", "ALL_F32", 1e-6), ("f16", "F16", "MOSTLY_F16", 1e-3),
+    ("bf16", "BF16", "MOSTLY_BF16", 8e-3), ("q8_0", "Q8_0", "MOSTLY_Q8_0", 1.5e-2)])
+def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
+    import gguf
+    from gguf.quants import dequantize
+
+    T = gguf.GGMLQuantizationType
+    rng = np.random.default_rng(0)
+    base_w = {"blk.0.attn_q.weight": (rng.standard_normal((64, 32)).astype(np.float32), T.Q8_0),
+              "blk.0.ffn_down.weight": (rng.standard_normal((32, 64)).astype(np.float32), T.F32),
+              "blk.0.odd.weight": (rng.standard_normal((4, 20)).astype(np.float32), T.F32),  # 20 % 32 != 0
+              "blk.0.attn_norm.weight": (rng.uniform(0.5, 1.5, 32).astype(np.float32), T.F32)}
+    base = tmp_path / "base.gguf"
+    _write_gguf(base, base_w)
+    f32 = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f32")
+    out = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type=qtype)
+    assert out.name.endswith(f".{qtype}.gguf") and (out == f32) == (qtype == "f32")
+    reader = gguf.GGUFReader(str(out))
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == ggml
+    assert types["blk.0.attn_norm.weight"] == "F32"  # norms stay float32
+    assert types["blk.0.odd.weight"] == ("F32" if qtype == "q8_0" else ggml)  # Q8_0 needs rows of 32k
+    assert reader.get_field("general.file_type").contents() == int(getattr(gguf.LlamaFileType, file_type))
+    ref = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(f32)).tensors}
+    for t in reader.tensors:
+        got = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(ref[t.name].shape)
+        np.testing.assert_allclose(got, ref[t.name], rtol=tol, atol=tol * np.abs(ref[t.name]).max())
+        if qtype != "f32" and t.name == "blk.0.ffn_down.weight":  # (Q8_0 -> Q8_0 is lossless: not this one)
+            assert not np.array_equal(got, ref[t.name])  # really stored in the lower precision
+
+
+def test_gguf_type_from_option_or_environment(monkeypatch):
+    monkeypatch.delenv("PROMPT_RECOVERY_GGUF_TYPE", raising=False)
+    assert backends.gguf_type() == backends.DEFAULT_GGUF_TYPE
+    monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "Q8-0")
+    assert backends.gguf_type() == "q8_0"
+    assert backends.gguf_type("f16") == "f16"  # an explicit value wins
+    monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "q4_k")
+    with pytest.raises(UserError, match="unknown GGUF weight type 'q4_k'.*f32, f16, bf16, q8_0"):
+        backends.gguf_type()

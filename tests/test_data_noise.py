@@ -85,3 +85,21 @@ def test_bpe_dropout_unsupported_is_explained(caplog):
     assert "BPE dropout not applied" in caplog.text
     with pytest.raises(UserError, match="not BPE"):
         with_bpe_dropout(wp, 0.1, strict=True)
+
+
+def test_data_noise_command_writes_a_noised_copy(tmp_path):
+    from prompt_recovery.cli import main
+    from prompt_recovery.schema import read_table
+
+    src = tmp_path / "in.jsonl"
+    df = pd.DataFrame({"id": ["a", "b"], "original_text": [TEXT, TEXT + " Again."],
+                       "rewrite_prompt": ["Keep this prompt.", "And this one."], "rewritten_text": [TEXT, TEXT]})
+    df.to_json(src, orient="records", lines=True)
+    out = tmp_path / "noisy.jsonl"
+    assert main(["data", "noise", "--input", str(src), "--typo-rate", "0.1", "--output", str(out)]) == 0
+    noisy = read_table(out)
+    assert noisy["id"].tolist() == ["a", "b"]  # ids kept: evaluation joins on them
+    assert noisy["rewrite_prompt"].tolist() == ["Keep this prompt.", "And this one."]
+    assert all(n != o for n, o in zip(noisy["original_text"], df["original_text"]))
+    assert main(["data", "noise", "--input", str(src), "--typo-rate", "0.1", "--output", str(tmp_path / "again.jsonl")]) == 0
+    assert read_table(tmp_path / "again.jsonl")["original_text"].tolist() == noisy["original_text"].tolist()  # seeded

@@ -47,8 +47,12 @@ from prompt_recovery.errors import UserError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "transformers", "llama-cpp")
-MERGE_VERSION = "1"  # bump when the merged-GGUF layout changes (invalidates the cache)
+MERGE_VERSION = "2"  # bump when the merged-GGUF layout changes (invalidates the cache)
 LLAMA_CPP_INSTALL = "pip install llama-cpp-python"
+# weight types of the merged GGUF (PROMPT_RECOVERY_GGUF_TYPE); see docs/speed.md for the measurements
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
+KV_CELLS = 8192  # llama.cpp KV-cache cells over all sequences in flight
+DEFAULT_GGUF_TYPE = "f32"
 
 # PEFT module name -> llama.cpp GGUF tensor name (Llama architecture)
 _LLAMA_TENSORS = {
@@ -80,14 +84,21 @@ class TransformersBackend:
         self.tokenizer = tokenizer
 
     def generate(self, ids, max_new_tokens, batch_size=8, progress=False, **gen_kwargs):
+        return [outs[0] for outs in self.generate_many(ids, max_new_tokens, batch_size, progress, **gen_kwargs)]
+
+    def generate_many(self, ids, max_new_tokens, batch_size=8, progress=False, num_return_sequences=1,
+                      **gen_kwargs) -> list[list[str]]:
+        """`num_return_sequences` decoded continuations per prompt (greedy unless gen_kwargs say otherwise);
+        prompts are sorted by length and left-padded into batches; results come back in input order."""
         import torch
         from tqdm.auto import tqdm
 
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[str] = [""] * len(ids)
+        out: list[list[str]] = [[] for _ in ids]
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
+        kw = {"do_sample": False, **gen_kwargs}
         bar = tqdm(total=len(ids), unit="pair", disable=not progress, desc="recover")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -99,10 +110,12 @@ class TransformersBackend:
                 mask[row, width - len(ids[i]):] = 1
             with torch.inference_mode():
                 gen = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                          max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                          eos_token_id=tok.eos_token_id, **gen_kwargs)
+                                          max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                          eos_token_id=tok.eos_token_id, num_return_sequences=num_return_sequences,
+                                          **kw)
             for row, i in enumerate(idx):
-                out[i] = tok.decode(gen[row, width:], skip_special_tokens=True)
+                for j in range(num_return_sequences):
+                    out[i].append(tok.decode(gen[row * num_return_sequences + j, width:], skip_special_tokens=True))
             bar.update(len(idx))
         bar.close()
         return out
@@ -150,58 +163,153 @@ def _close_all() -> None:
 
 
 class LlamaCppBackend:
-    """Greedy decoding with llama.cpp on a GGUF file, fed the reference tokenizer's token ids."""
+    """Greedy decoding with llama.cpp on a GGUF file, fed the reference tokenizer's token ids.
+
+    Up to `n_seq` prompts are in flight at once, each in its own KV-cache sequence (slot): every
+    decoding step feeds one token per active sequence in a single `llama_decode` call, so the
+    weights are read once per step for all of them (continuous batching: a finished sequence's slot
+    takes the next prompt at once). Each prompt is prefilled on its own (logits of its last token
+    only), reusing the KV cache of the prefix it shares with the slot's previous prompt (the chat
+    template's system turn). Greedy: argmax of the logits, stop at EOS or after max_new_tokens.
+    """
 
     name = "llama-cpp"
 
-    def __init__(self, gguf_file: str | Path, tokenizer, n_ctx: int = 4096, n_threads: int | None = None):
-        import llama_cpp
+    def __init__(self, gguf_file: str | Path, tokenizer, n_ctx: int = 1024, n_threads: int | None = None,
+                 n_seq: int | None = None, n_batch: int = 512, flash_attn: bool = True):
+        from llama_cpp import _internals, llama_cpp as lib
+        from llama_cpp._logger import set_verbose
 
+        set_verbose(False)  # llama.cpp's load/context logs: errors only
         self.tokenizer = tokenizer
         self.gguf_file = str(gguf_file)
-        threads = n_threads or default_threads()
-        self.llm = llama_cpp.Llama(model_path=self.gguf_file, n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                                   n_threads_batch=threads, logits_all=False, verbose=False)
-        self.n_threads = threads
-        self.n_ctx = self.llm.n_ctx()
-        self.n_vocab = self.llm.n_vocab()
-        self._lib = llama_cpp
+        self.n_threads = n_threads or default_threads()
+        self._n_seq_wanted = max(1, min(n_seq or int(os.environ.get("PROMPT_RECOVERY_LLAMA_SEQS", 8)),
+                                        lib.llama_max_parallel_sequences()))
+        self.n_seq = self._n_seq_wanted
+        self.n_batch = n_batch
+        self.flash_attn = flash_attn
+        self._lib, self._internals = lib, _internals
+        mp = lib.llama_model_default_params()
+        self.model = _internals.LlamaModel(path_model=self.gguf_file, params=mp, verbose=False)
+        self.n_vocab = self.model.n_vocab()
+        self.ctx = None
+        self.n_ctx = 0  # per sequence
+        self._make_context(n_ctx)
+        self.batch = _internals.LlamaBatch(n_tokens=max(n_batch, self.n_seq), embd=0, n_seq_max=1, verbose=False)
         _OPEN.add(self)
 
-    def close(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
+    def _make_context(self, n_ctx_per_seq: int) -> None:
+        """A fresh context of `n_seq` sequences of `n_ctx_per_seq` KV cells each (empty caches).
 
-    def _next_token(self) -> int:
+        Fewer sequences are kept in flight for long prompts, so the KV cache (about 22 MB per 1024
+        cells for SmolLM2-135M) stays within KV_CELLS cells in all."""
+        lib = self._lib
+        if self.ctx is not None:
+            self.ctx.close()
+            self.ctx = None
+        self.n_seq = max(1, min(self._n_seq_wanted, KV_CELLS // n_ctx_per_seq))
+        cp = lib.llama_context_default_params()
+        cp.n_ctx = n_ctx_per_seq * self.n_seq
+        cp.n_batch = cp.n_ubatch = self.n_batch
+        cp.n_seq_max = self.n_seq
+        cp.kv_unified = False  # one KV stream per sequence: attention only over its own cells
+        cp.n_threads = cp.n_threads_batch = self.n_threads
+        cp.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                              else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.no_perf = True
+        self.ctx = self._internals.LlamaContext(model=self.model, params=cp, verbose=False)
+        self.n_ctx = n_ctx_per_seq
+        self._slot_tokens: list[list[int]] = [[] for _ in range(self.n_seq)]
+
+    def close(self) -> None:
+        for attr in ("batch", "ctx", "model"):
+            obj = getattr(self, attr, None)
+            if obj is not None:
+                obj.close()
+                setattr(self, attr, None)
+
+    def _argmax(self, i: int) -> int:
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.ctx.ctx, i), shape=(self.n_vocab,))
         return int(logits.argmax())
 
-    def generate_one(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
-        llm = self.llm
-        prompt = list(prompt)
-        if len(prompt) + max_new_tokens > self.n_ctx:
-            raise UserError(f"prompt of {len(prompt)} tokens + {max_new_tokens} new tokens exceeds the llama.cpp "
-                            f"context of {self.n_ctx}; use --backend transformers")
-        # reuse the KV cache of the prefix shared with the previous prompt (eval() drops the rest)
-        prev = llm.input_ids[:llm.n_tokens]
+    def _prefill(self, slot: int, prompt: list[int]) -> int:
+        """Put `prompt` into sequence `slot` (reusing its cached common prefix); the greedy next token."""
+        prev = self._slot_tokens[slot]
         k, limit = 0, min(len(prev), len(prompt) - 1)
         while k < limit and prev[k] == prompt[k]:
             k += 1
-        llm.n_tokens = k
-        llm.eval(prompt[k:])
+        self._lib.llama_memory_seq_rm(self.ctx.memory, slot, k, -1)
+        b = self.batch.batch
+        for start in range(k, len(prompt), self.n_batch):
+            chunk = prompt[start:start + self.n_batch]
+            b.n_tokens = len(chunk)
+            for j, t in enumerate(chunk):
+                b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = t, start + j, 1, False
+                b.seq_id[j][0] = slot
+            b.logits[len(chunk) - 1] = True
+            self.ctx.decode(self.batch)
+        self._slot_tokens[slot] = list(prompt)
+        return self._argmax(b.n_tokens - 1)
+
+    def generate_tokens(self, ids: Sequence[Sequence[int]], max_new_tokens: int, bar=None) -> list[list[int]]:
+        """Greedy new token ids (EOS excluded) for each prompt, in input order."""
         eos = self.tokenizer.eos_token_id
-        out: list[int] = []
-        for step in range(max_new_tokens):
-            nxt = self._next_token()
-            if nxt == eos:
-                break
-            out.append(nxt)
-            if step + 1 < max_new_tokens:
-                llm.eval([nxt])
-        return out
+        if any(len(p) == 0 for p in ids):
+            raise UserError("empty prompt (no token ids)")
+        need = max((len(p) for p in ids), default=0) + max_new_tokens
+        if need > self.n_ctx:
+            limit = self.model.n_ctx_train()
+            if need > limit:
+                raise UserError(f"prompt of {need - max_new_tokens} tokens + {max_new_tokens} new tokens exceeds "
+                                f"the model's context of {limit}; use a shorter prompt format or --max-new-tokens")
+            self._make_context(min(limit, 1 << (need - 1).bit_length()))
+        out: list[list[int]] = [[] for _ in ids]
+        queue = list(range(len(ids)))[::-1]
+        slots: list[int | None] = [None] * self.n_seq  # prompt index per slot
+        done = lambda i: bar.update(1) if bar is not None else None  # noqa: E731
+        if max_new_tokens <= 0:
+            return out
+        while True:
+            for s in range(self.n_seq):
+                while slots[s] is None and queue:
+                    i = queue.pop()
+                    nxt = self._prefill(s, list(ids[i]))
+                    if nxt == eos:
+                        done(i)
+                        continue
+                    out[i].append(nxt)
+                    if len(out[i]) >= max_new_tokens:
+                        done(i)
+                        continue
+                    slots[s] = i
+            active = [s for s in range(self.n_seq) if slots[s] is not None]
+            if not active:
+                return out
+            b = self.batch.batch
+            b.n_tokens = len(active)
+            for j, s in enumerate(active):
+                t = out[slots[s]][-1]
+                b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = t, len(self._slot_tokens[s]), 1, True
+                b.seq_id[j][0] = s
+                self._slot_tokens[s].append(t)
+            self.ctx.decode(self.batch)
+            for j, s in enumerate(active):
+                i = slots[s]
+                nxt = self._argmax(j)
+                if nxt == eos:
+                    slots[s] = None
+                    done(i)
+                    continue
+                out[i].append(nxt)
+                if len(out[i]) >= max_new_tokens:
+                    slots[s] = None
+                    done(i)
+
+    def generate_one(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
+        return self.generate_tokens([prompt], max_new_tokens)[0]
 
     def generate(self, ids, max_new_tokens, batch_size=8, progress=False, **gen_kwargs):
         from tqdm.auto import tqdm
@@ -209,13 +317,18 @@ class LlamaCppBackend:
         if gen_kwargs:
             raise UserError(f"the llama-cpp backend does not support {', '.join(gen_kwargs)}; "
                             f"use --backend transformers")
-        out = []
-        for p in tqdm(ids, unit="pair", disable=not progress, desc="recover"):
-            out.append(self.tokenizer.decode(self.generate_one(p, max_new_tokens), skip_special_tokens=True))
-        return out
+        with tqdm(total=len(ids), unit="pair", disable=not progress, desc="recover") as bar:
+            toks = self.generate_tokens(ids, max_new_tokens, bar)
+        return [self.tokenizer.decode(t, skip_special_tokens=True) for t in toks]
 
 
 # ---------------------------------------------------------------- GGUF with the adapter merged in
+
+def _file_types():
+    import gguf
+
+    F = gguf.LlamaFileType
+    return {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0}
 
 def _sha256_file(path: Path, h=None):
     h = h or hashlib.sha256()
@@ -283,25 +396,59 @@ def gguf_cache_dir() -> Path:
     return cache_root() / "gguf"
 
 
-def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | Path | None = None) -> Path:
-    """A float32 GGUF of `base` with the LoRA `adapter` merged in; built once, cached, written atomically.
+def gguf_type(value: str | None = None) -> str:
+    """The weight type of the merged GGUF: `value`, else $PROMPT_RECOVERY_GGUF_TYPE, else the default."""
+    t = (value or os.environ.get("PROMPT_RECOVERY_GGUF_TYPE") or DEFAULT_GGUF_TYPE).strip().lower().replace("-", "_")
+    if t not in GGUF_TYPES:
+        raise UserError(f"unknown GGUF weight type {t!r} (PROMPT_RECOVERY_GGUF_TYPE); choose one of: "
+                        f"{', '.join(GGUF_TYPES)}")
+    return t
 
-    Weights are de-quantized from `base` (so they equal the transformers reference's weights); for a
-    Llama GGUF the delta of q/k is row-permuted the way llama.cpp's converter permutes those weights.
+
+def _convert(w, qtype: str, name: str):
+    """(array, raw ggml type or None) to store merged float32 weights `w` of tensor `name` as `qtype`.
+
+    1-D tensors (norms) stay float32, as llama.cpp's converter keeps them; so does every tensor when a
+    block-quantised type does not divide its rows (Q8_0 blocks of 32).
+    """
+    import gguf
+    import numpy as np
+
+    T = gguf.GGMLQuantizationType
+    if qtype == "f32" or w.ndim < 2:
+        return np.ascontiguousarray(w, dtype=np.float32), None
+    if qtype == "f16":
+        return np.ascontiguousarray(w, dtype=np.float16), None
+    raw = {"bf16": T.BF16, "q8_0": T.Q8_0}[qtype]
+    block = gguf.GGML_QUANT_SIZES[raw][0]
+    if w.shape[-1] % block:
+        return np.ascontiguousarray(w, dtype=np.float32), None
+    return gguf.quants.quantize(np.ascontiguousarray(w, dtype=np.float32), raw), raw
+
+
+def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | Path | None = None,
+                weight_type: str | None = None) -> Path:
+    """A GGUF of `base` with the LoRA `adapter` merged in; built once, cached, written atomically.
+
+    Weights are de-quantized from `base` to float32 (the transformers reference's weights), the LoRA
+    delta is added (for a Llama GGUF the delta of q/k is row-permuted the way llama.cpp's converter
+    permutes those weights), and the 2-D weights are stored as `weight_type` (see `gguf_type`:
+    f32, f16, bf16 or q8_0; 1-D norms stay float32).
     """
     import gguf
     import numpy as np
     from gguf.quants import dequantize
 
+    qtype = gguf_type(weight_type)
     base = Path(base)
-    h = hashlib.sha256(f"merge-v{MERGE_VERSION}|{base.name}|{base.stat().st_size}|".encode())
+    h = hashlib.sha256(f"merge-v{MERGE_VERSION}|{qtype}|{base.name}|{base.stat().st_size}|".encode())
     _sha256_file(base, h)
     if adapter:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             if (Path(adapter) / name).is_file():
                 _sha256_file(Path(adapter) / name, h)
     out_dir = Path(cache_dir) if cache_dir else gguf_cache_dir()
-    target = out_dir / f"{base.stem}-{'lora' if adapter else 'base'}-{h.hexdigest()[:16]}.f32.gguf"
+    target = out_dir / f"{base.stem}-{'lora' if adapter else 'base'}-{h.hexdigest()[:16]}.{qtype}.gguf"
     if target.is_file():
         return target
 
@@ -335,7 +482,7 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
                 continue
             vtype = field.types[0]
             if field.name == gguf.Keys.General.FILE_TYPE:
-                writer.add_key_value(field.name, int(gguf.LlamaFileType.ALL_F32), vtype)
+                writer.add_key_value(field.name, int(_file_types()[qtype]), vtype)
                 continue
             sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
@@ -343,7 +490,8 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
             w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
             if t.name in deltas:
                 w = w + deltas[t.name]
-            writer.add_tensor(t.name, np.ascontiguousarray(w, dtype=np.float32))
+            arr, raw = _convert(w, qtype, t.name)
+            writer.add_tensor(t.name, arr, raw_dtype=raw)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -400,8 +548,12 @@ def choose(backend: str, model: str, device: str = "auto", dtype: str = "auto") 
     return "llama-cpp"
 
 
-def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int | None = None):
-    """(Loaded without a torch model, LlamaCppBackend) for a GGUF-backed model (+ LoRA adapter merged)."""
+def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int | None = None,
+                   weight_type: str | None = None):
+    """(Loaded without a torch model, LlamaCppBackend) for a GGUF-backed model (+ LoRA adapter merged).
+
+    `weight_type`: the merged GGUF's weight type (see `gguf_type`; default $PROMPT_RECOVERY_GGUF_TYPE
+    or `DEFAULT_GGUF_TYPE`)."""
     from prompt_recovery import models
 
     base = gguf_source(model)
@@ -411,7 +563,8 @@ def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int |
     if adapter_path and not Path(adapter_path).is_dir():
         raise UserError(f"the llama-cpp backend needs a local adapter directory, not {adapter_path!r}")
     tok = models.load_tokenizer(model)
-    engine = LlamaCppBackend(merged_gguf(base, adapter_path), tok, n_threads=n_threads)
+    qtype = gguf_type(weight_type)
+    engine = LlamaCppBackend(merged_gguf(base, adapter_path, weight_type=qtype), tok, n_threads=n_threads)
     loaded = models.Loaded(None, tok, model, str(base), adapter_path, models.read_adapter_meta(adapter_path),
-                           "cpu", "float32")
+                           "cpu", f"{qtype} GGUF, {engine.n_threads} thread{'s' * (engine.n_threads > 1)}")
     return loaded, engine

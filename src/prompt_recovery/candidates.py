@@ -65,35 +65,17 @@ def generate_alternatives(recoverer, pairs: Sequence[tuple[str, str]], k: int, m
 
     if method not in METHODS:
         raise UserError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
-    model = _torch_model(recoverer)
-    tok = recoverer.tokenizer
+    from prompt_recovery.backends import TransformersBackend
+
+    engine = TransformersBackend(_torch_model(recoverer), recoverer.tokenizer)
     ids = [recoverer.prompt_ids(o, r) for o, r in pairs]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    device = next(model.parameters()).device
     bs = max(1, (batch_size or recoverer.batch_size) // max(1, k // 2))  # k sequences per prompt in memory
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[list[str]] = [[] for _ in ids]
-    for start in range(0, len(order), bs):
-        idx = order[start:start + bs]
-        width = max(len(ids[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):  # left padding
-            input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
-            mask[row, width - len(ids[i]):] = 1
-        kw = dict(max_new_tokens=recoverer.max_new_tokens, num_return_sequences=k, pad_token_id=pad,
-                  eos_token_id=tok.eos_token_id)
-        if method == "beam":
-            kw.update(do_sample=False, num_beams=k, early_stopping=True)
-        else:
-            torch.manual_seed(seed * 100_003 + start)
-            kw.update(do_sample=True, temperature=temperature, top_p=0.95)
-        with torch.inference_mode():
-            gen = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw)
-        for row, i in enumerate(idx):
-            for j in range(k):
-                out[i].append(tok.decode(gen[row * k + j, width:], skip_special_tokens=True))
-    return out
+    if method == "beam":
+        kw = dict(do_sample=False, num_beams=k, early_stopping=True)
+    else:
+        torch.manual_seed(seed)
+        kw = dict(do_sample=True, temperature=temperature, top_p=0.95)
+    return engine.generate_many(ids, recoverer.max_new_tokens, bs, num_return_sequences=k, **kw)
 
 
 def model_candidates(recoverer, pairs: Sequence[tuple[str, str]], k: int, method: str = "beam",

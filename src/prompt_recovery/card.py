@@ -87,6 +87,35 @@ def write_model_card(adapter_dir, cfg, run: dict) -> Path:
     return atomic_write_text(Path(adapter_dir) / "README.md", render_card(adapter_dir, cfg, run))
 
 
+HEADLINE = ("scs", "bleu", "token_f1", "category_accuracy", "exact_match")
+
+
+def add_evaluation(adapter_dir: str | Path, reports: dict[str, str | Path], note: str = "") -> Path:
+    """Collect headline metrics (with 95% CIs) from `evaluate` report.json files into evaluation.json.
+
+    `reports` maps a row label (e.g. "shipped adapter, dev") to a report.json; every baseline in a
+    report (constants, --compare files) becomes a row of its own. Rewrites the card afterwards.
+    """
+    results: dict = {"_note": note} if note else {}
+    for label, path in reports.items():
+        rep = json.loads(Path(path).read_text())
+        ci = rep.get("ci", {})
+        row = {}
+        for k in HEADLINE:
+            v = rep["metrics"].get(k)
+            if v is None:
+                continue
+            c = ci.get(k)
+            row[k] = [v, *c] if isinstance(c, (list, tuple)) and len(c) == 2 else v
+        row["n"] = rep["metrics"].get("n")
+        results[label] = row
+        for b in rep.get("baselines", []):
+            results[f"{b['name']} ({label.split(',')[-1].strip()})"] = {
+                k: b["metrics"][k] for k in (*HEADLINE, "n") if k in b["metrics"]}
+    atomic_write_text(Path(adapter_dir) / "evaluation.json", json.dumps(results, indent=2) + "\n")
+    return refresh_card(adapter_dir)
+
+
 def refresh_card(adapter_dir: str | Path) -> Path:
     """Rewrite README.md from the files in the adapter directory (e.g. after adding evaluation.json)."""
     import yaml

@@ -31,6 +31,12 @@ COLUMN_ALIASES = {
     "source_file": "source", "model": "rewriter",
 }
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -105,6 +111,7 @@ def write_table(df, path: str | Path) -> Path:
             df.to_json(tmp, orient="records", lines=True, force_ascii=False)
         else:
             df.to_parquet(tmp, index=False)
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
@@ -118,5 +125,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, _umask_mode())
     os.replace(tmp, p)
     return p

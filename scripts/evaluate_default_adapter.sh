@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce the shipped adapter's evaluation (model card + README numbers) on the public dev data:
+#   bash scripts/evaluate_default_adapter.sh [DATA_DIR=../shared/data/public_triples] [ADAPTER=src/prompt_recovery/adapters/smollm2-135m-prompt-recovery]
+# Compares, on the same rows: the adapter, SmolLM2-135M-Instruct zero-shot (no adapter) and the best
+# constant instruction (picked on the training data: `prompt-recovery baseline runs/data/train.clean.jsonl`);
+# then the same adapter on dev with typos injected (rate 0.05) into both texts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/public_triples}
+ADAPTER=${2:-src/prompt_recovery/adapters/smollm2-135m-prompt-recovery}
+BEST_CONSTANT=${BEST_CONSTANT:-"Rewrite the text as a story in the style of a poem."}
+PR=".venv/bin/prompt-recovery"
+mkdir -p runs/data runs/pred runs/eval
+[ -f runs/data/dev.clean.jsonl ] || $PR data clean --eval --input "$DATA/dev.csv" --id-prefix dev --output runs/data/dev.clean.jsonl
+[ -f runs/data/dev.typos.jsonl ] || $PR data noise --input runs/data/dev.clean.jsonl --typo-rate 0.05 --seed 0 --output runs/data/dev.typos.jsonl
+$PR predict runs/data/dev.clean.jsonl -o runs/pred/dev_adapter.csv --adapter "$ADAPTER"
+$PR predict runs/data/dev.typos.jsonl -o runs/pred/dev_typos_adapter.csv --adapter "$ADAPTER"
+$PR predict runs/data/dev.clean.jsonl -o runs/pred/dev_base.csv --adapter none
+$PR evaluate runs/pred/dev_adapter.csv --truth runs/data/dev.clean.jsonl -d runs/eval/dev \
+    --compare runs/pred/dev_base.csv --constants "$BEST_CONSTANT"
+$PR evaluate runs/pred/dev_typos_adapter.csv --truth runs/data/dev.typos.jsonl -d runs/eval/dev_typos
+.venv/bin/python - "$ADAPTER" <<'PY'
+import sys
+from prompt_recovery.card import add_evaluation
+add_evaluation(sys.argv[1], {"shipped adapter, dev": "runs/eval/dev/report.json",
+                             "shipped adapter, dev with typos (rate 0.05)": "runs/eval/dev_typos/report.json"},
+               note="Public dev split (756 rows, ../shared/data/public_triples/dev.csv cleaned with `data clean --eval`). "
+                    "SCS with all-MiniLM-L6-v2 (offline); values are [mean, 95% bootstrap CI low, high]. "
+                    "Reproduce: `bash scripts/evaluate_default_adapter.sh`.")
+print(open(sys.argv[1] + "/README.md").read())
+PY

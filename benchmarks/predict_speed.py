@@ -1,6 +1,7 @@
 """Speed of the default `predict` path against naive transformers generation, on the same real rows.
 
     .venv/bin/python benchmarks/predict_speed.py --data /work/shared/data/public_triples/dev.csv --rows 100
+    taskset -c 1 .venv/bin/python benchmarks/predict_speed.py --data ... --rows 100 --threads 1   # one core
 
 Runs, each in its own fresh process (so that peak RSS is per path):
   (a) naive: the transformers backend, `generate` at batch size 1;
@@ -24,7 +25,14 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def run_path(model: str, adapter: str, backend: str, batch_size: int, max_new_tokens: int,
-             pairs: list[tuple[str, str]]) -> dict:
+             pairs: list[tuple[str, str]], threads: int | None = None) -> dict:
+    if threads:  # the same thread count for PyTorch and llama.cpp
+        import os
+
+        import torch
+
+        torch.set_num_threads(threads)
+        os.environ["PROMPT_RECOVERY_THREADS"] = str(threads)
     from prompt_recovery.recover import Recoverer
 
     t0 = time.perf_counter()
@@ -51,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--adapter", default="default", help="adapter for both paths ('default' = the shipped one)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: the predict default")
     ap.add_argument("--batch-size", type=int, default=None, help="batch size of (b); default: the predict default")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for both paths (torch.set_num_threads and PROMPT_RECOVERY_THREADS); default: "
+                         "each engine's own default")
     ap.add_argument("--json", help="also write the numbers (and outputs) to this JSON file")
     a = ap.parse_args(argv)
 
@@ -65,11 +76,11 @@ def main(argv=None) -> int:
     pairs = list(zip(df.original_text, df.rewritten_text))
     truths = list(df.rewrite_prompt)
     print(f"{len(pairs)} rows of {a.data} (seed {a.seed}), model {a.model}, adapter {a.adapter}, "
-          f"max_new_tokens {max_new}", flush=True)
+          f"max_new_tokens {max_new}, threads {a.threads or 'default'}", flush=True)
 
     res = {}
     for key, backend, bs in [("default", defaults.backend, batch), ("naive", "transformers", 1)]:
-        res[key] = in_child(a.model, a.adapter, backend, bs, max_new, pairs)
+        res[key] = in_child(a.model, a.adapter, backend, bs, max_new, pairs, a.threads)
         r = res[key]
         r["per_s"] = len(pairs) / r["gen_s"]
         print(f"({'a' if key == 'naive' else 'b'}) {key:7s} {r['describe']}, batch {bs}: {r['per_s']:.3f} "

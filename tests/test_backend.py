@@ -29,6 +29,8 @@ def no_llama_cpp(monkeypatch):
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "1")  # CI machines are shared; see default_threads()
+    monkeypatch.delenv("PROMPT_RECOVERY_GGUF_TYPE", raising=False)
+    monkeypatch.delenv("PROMPT_RECOVERY_LLAMA_SEQS", raising=False)
 
 
 # ---------------------------------------------------------------- choosing a backend
@@ -186,7 +188,7 @@ def test_merged_gguf_adds_permuted_delta_and_is_cached(tmp_path, monkeypatch):
     save_file({**{f"{pre}.{m}.lora_A.weight": A[m] for m in A}, **{f"{pre}.{m}.lora_B.weight": B[m] for m in B}},
               str(ad / "adapter_model.safetensors"))
 
-    out = backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache")
+    out = backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32")
     reader = gguf.GGUFReader(str(out))
     got = {t.name: dequantize(t.data, t.tensor_type) for t in reader.tensors}
     assert {t.tensor_type for t in reader.tensors} == {f32}
@@ -201,9 +203,9 @@ def test_merged_gguf_adds_permuted_delta_and_is_cached(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got["blk.0.attn_v.weight"], src["blk.0.attn_v.weight"])  # untouched
     # cached: same file, not rewritten; a changed adapter gets a new file
     mtime = out.stat().st_mtime_ns
-    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache") == out and out.stat().st_mtime_ns == mtime
+    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") == out and out.stat().st_mtime_ns == mtime
     (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 2}))
-    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache") != out
+    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") != out
     assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
 
 
@@ -282,7 +284,8 @@ def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
     base_w = {"blk.0.attn_q.weight": (rng.standard_normal((64, 32)).astype(np.float32), T.Q8_0),
               "blk.0.ffn_down.weight": (rng.standard_normal((32, 64)).astype(np.float32), T.F32),
               "blk.0.odd.weight": (rng.standard_normal((4, 20)).astype(np.float32), T.F32),  # 20 % 32 != 0
-              "blk.0.attn_norm.weight": (rng.uniform(0.5, 1.5, 32).astype(np.float32), T.F32)}
+              "blk.0.attn_norm.weight": (rng.uniform(0.5, 1.5, 32).astype(np.float32), T.F32),
+              "token_embd.weight": (rng.standard_normal((10, 32)).astype(np.float32), T.Q8_0)}
     base = tmp_path / "base.gguf"
     _write_gguf(base, base_w)
     f32 = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f32")
@@ -292,6 +295,7 @@ def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
     types = {t.name: t.tensor_type.name for t in reader.tensors}
     assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == ggml
     assert types["blk.0.attn_norm.weight"] == "F32"  # norms stay float32
+    assert types["token_embd.weight"] == "F32"  # so does the (tied) output head
     assert types["blk.0.odd.weight"] == ("F32" if qtype == "q8_0" else ggml)  # Q8_0 needs rows of 32k
     assert reader.get_field("general.file_type").contents() == int(getattr(gguf.LlamaFileType, file_type))
     ref = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(f32)).tensors}
@@ -311,3 +315,39 @@ def test_gguf_type_from_option_or_environment(monkeypatch):
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "q4_k")
     with pytest.raises(UserError, match="unknown GGUF weight type 'q4_k'.*f32, f16, bf16, q8_0"):
         backends.gguf_type()
+
+
+def test_vllm_backend_is_a_clear_error_without_vllm_or_gpu():
+    import importlib.util
+
+    import torch
+
+    from prompt_recovery import Recoverer
+    from prompt_recovery.errors import UserError
+
+    if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available():
+        pytest.skip("vllm and a GPU are present")
+    with pytest.raises(UserError, match=r"vllm backend needs (the vllm package|a CUDA GPU)"):
+        Recoverer.load("tiny-random-mistral", adapter="none", backend="vllm")
+
+
+@pytest.mark.gpu
+def test_vllm_matches_transformers_on_gpu(tmp_path):
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
+        pytest.skip("needs a CUDA GPU and the vllm package")
+    from prompt_recovery import Recoverer, models
+
+    m, tok = models.tiny_random("mistral")
+    m.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    pairs = [("The cat sat.", "Arr, the cat be sittin."), ("We meet at noon.", "Meeting: 12:00.")]
+    ref = Recoverer.load(str(tmp_path / "m"), adapter="none", backend="transformers", dtype="float32",
+                         max_new_tokens=8)
+    fast = Recoverer.load(str(tmp_path / "m"), adapter="none", backend="vllm", dtype="float32", max_new_tokens=8)
+    ids = [ref.prompt_ids(o, r) for o, r in pairs]
+    assert fast.backend == "vllm" and fast.prompt_ids(*pairs[0]) == ids[0]  # same prompt format and tokens
+    assert fast.generate_ids(ids, 2) == ref.generate_ids(ids, 2)  # greedy fp32 on both engines

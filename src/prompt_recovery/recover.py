@@ -52,7 +52,10 @@ class Recoverer:
 
         loaded, engine = None, None
         models.resolve_adapter(model, adapter)  # bad adapter paths are the user's error, whatever the backend
-        if backends.choose(backend, model, device, dtype) == "llama-cpp":
+        chosen = backends.choose(backend, model, device, dtype)
+        if chosen == "vllm":
+            loaded, engine = backends.load_vllm(model, adapter, dtype)
+        elif chosen == "llama-cpp":
             try:
                 loaded, engine = backends.load_llama_cpp(model, adapter)
             except UserError as e:

@@ -14,7 +14,7 @@ for variant in ${VARIANTS:-with:0.03 without:0}; do
   [ -f "$out/adapter_model.safetensors" ] || $PR train --config configs/smollm2-135m-cpu.yaml --max-train-rows "$ROWS" \
       --typo-rate "$rate" --output-dir "$out" --eval-steps 1000 --max-val-rows 50
   for set in clean typos; do
-    $PR predict runs/data/dev.$set.jsonl -o runs/ablation/pred-$name-$set.csv --adapter "$out" --limit "$EVAL_ROWS" --no-progress
+    [ -f runs/ablation/pred-$name-$set.csv ] || $PR predict runs/data/dev.$set.jsonl -o runs/ablation/pred-$name-$set.csv --adapter "$out" --limit "$EVAL_ROWS" --no-progress
     $PR evaluate runs/ablation/pred-$name-$set.csv --truth runs/data/dev.$set.jsonl --subset --constants '' \
         -d runs/ablation/eval-$name-$set
   done

@@ -145,3 +145,21 @@ def test_two_process_ddp_on_cpu_saves_one_adapter(tmp_path):
     assert summary["world_size"] == 2 and summary["global_steps"] == 4
     assert (out / "adapter_model.safetensors").is_file()
     assert len(list(out.glob("adapter_model*.safetensors"))) == 1
+
+
+def test_card_collects_evaluation_reports(trained, tmp_path):
+    from prompt_recovery.card import add_evaluation
+
+    report = {"metrics": {"n": 3, "scs": 0.25, "bleu": 12.5, "token_f1": 0.4, "category_accuracy": 0.5,
+                          "exact_match": 0.0},
+              "ci": {"scs": [0.2, 0.3], "bleu": [10.0, 15.0]},
+              "baselines": [{"name": "constant: Improve it.", "metrics": {"n": 3, "scs": 0.05, "bleu": 1.0}}]}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    add_evaluation(trained.output_dir, {"adapter, dev": path}, note="toy rows")
+    ev = json.loads((trained.output_dir / "evaluation.json").read_text())
+    assert ev["adapter, dev"]["scs"] == [0.25, 0.2, 0.3] and ev["adapter, dev"]["token_f1"] == 0.4
+    assert ev["constant: Improve it. (dev)"]["scs"] == 0.05
+    card = (trained.output_dir / "README.md").read_text()
+    assert "## Evaluation" in card and "toy rows" in card and "0.2500 [0.2000, 0.3000]" in card
+    assert "| LoRA rank r | 8 |" in card  # the training sections survive the refresh

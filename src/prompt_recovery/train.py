@@ -154,7 +154,7 @@ def build_model(cfg: TrainConfig, device: str, dtype):
 
     from prompt_recovery import models
 
-    base, tok, source = models.load_base(cfg.model, device, {None: "auto"}.get(dtype, dtype))
+    base, tok, source = models.load_base(cfg.model, device, dtype)
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()

@@ -15,9 +15,9 @@ mkdir -p runs/data runs/pred runs/eval
 [ -f runs/data/dev.typos.jsonl ] || $PR data noise --input runs/data/dev.clean.jsonl --typo-rate 0.05 --seed 0 --output runs/data/dev.typos.jsonl
 $PR predict runs/data/dev.clean.jsonl -o runs/pred/dev_adapter.csv --adapter "$ADAPTER"
 $PR predict runs/data/dev.typos.jsonl -o runs/pred/dev_typos_adapter.csv --adapter "$ADAPTER"
-$PR predict runs/data/dev.clean.jsonl -o runs/pred/dev_base.csv --adapter none
+$PR predict runs/data/dev.clean.jsonl -o runs/pred/zero-shot-no-adapter.csv --adapter none
 $PR evaluate runs/pred/dev_adapter.csv --truth runs/data/dev.clean.jsonl -d runs/eval/dev \
-    --compare runs/pred/dev_base.csv --constants "$BEST_CONSTANT"
+    --compare runs/pred/zero-shot-no-adapter.csv --constants "$BEST_CONSTANT"
 $PR evaluate runs/pred/dev_typos_adapter.csv --truth runs/data/dev.typos.jsonl -d runs/eval/dev_typos
 .venv/bin/python - "$ADAPTER" <<'PY'
 import sys

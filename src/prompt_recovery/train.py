@@ -188,21 +188,17 @@ def precision_flags(precision: str, device: str) -> tuple[dict, str]:
 
 # ---------------------------------------------------------------- outputs
 
-class JsonlLogger:
-    """A TrainerCallback (duck-typed) that appends every log record to train_log.jsonl."""
+def jsonl_logger(path: Path):
+    """A TrainerCallback that appends every log record to `path` (train_log.jsonl) as training goes."""
+    from transformers import TrainerCallback
 
-    def __init__(self, path: Path):
-        self.path = path
+    class JsonlLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
-    def __getattr__(self, name):  # all other callback events: no-op
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+    return JsonlLogger()
 
 
 def plot_loss(log_path: Path, out: Path) -> None:
@@ -311,7 +307,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100,
                                       pad_to_multiple_of=cfg.pad_to_multiple_of or None)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                      data_collator=collator, callbacks=[JsonlLogger(out / "train_log.jsonl"), *callbacks])
+                      data_collator=collator, callbacks=[jsonl_logger(out / "train_log.jsonl"), *callbacks])
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
     if resume:
         print(f"train: resuming from {resume}")

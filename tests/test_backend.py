@@ -31,6 +31,7 @@ def _one_thread(monkeypatch):
     monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "1")  # CI machines are shared; see default_threads()
     monkeypatch.delenv("PROMPT_RECOVERY_GGUF_TYPE", raising=False)
     monkeypatch.delenv("PROMPT_RECOVERY_LLAMA_SEQS", raising=False)
+    monkeypatch.delenv("PROMPT_RECOVERY_LLAMA_WORKERS", raising=False)
 
 
 # ---------------------------------------------------------------- choosing a backend
@@ -257,9 +258,14 @@ def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, mon
     assert fast_raw != base_raw  # the adapter is applied on the fast path
     # continuous batching (3 prompts in flight, one decode call per step) = one prompt at a time
     single = backends.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_seq=1)
-    assert fast.engine.n_seq == 8 and single.n_seq == 1
+    assert fast.engine.n_seq == 16 and single.n_seq == 1 and len(fast.engine.workers) == 1
     assert single.generate(ids, 12) == fast_raw
     assert single.generate(ids[::-1], 12) == fast_raw[::-1]  # slots reused with cached prefixes: same again
+    # two workers (two contexts on one model, each in its own thread, one shared queue) = the same
+    multi = backends.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_threads=2, n_seq=2)
+    assert len(multi.workers) == 2 and [w.n_threads for w in multi.workers] == [1, 1]
+    assert multi.generate(ids * 3, 12) == fast_raw * 3
+    multi.close()
     # a prompt longer than the per-sequence context grows it instead of failing
     long_prompt = ids[0][:-20] + (ids[1] * 20)[:1100] + ids[0][-20:]
     assert len(long_prompt) > fast.engine.n_ctx
@@ -308,13 +314,117 @@ def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
 
 def test_gguf_type_from_option_or_environment(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_GGUF_TYPE", raising=False)
-    assert backends.gguf_type() == backends.DEFAULT_GGUF_TYPE
+    assert backends.gguf_type() == backends.default_gguf_type()
+    monkeypatch.setattr(backends, "llama_cpp_has_blas", lambda: True)
+    assert backends.gguf_type() == "f32"  # OpenBLAS's float32 GEMM: the reference's exact weights
+    monkeypatch.setattr(backends, "llama_cpp_has_blas", lambda: False)
+    assert backends.gguf_type() == "f16"  # llama.cpp's own kernels: f16 is the fastest that keeps answers
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "Q8-0")
     assert backends.gguf_type() == "q8_0"
     assert backends.gguf_type("f16") == "f16"  # an explicit value wins
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "q4_k")
     with pytest.raises(UserError, match="unknown GGUF weight type 'q4_k'.*f32, f16, bf16, q8_0"):
         backends.gguf_type()
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    monkeypatch.delenv("PROMPT_RECOVERY_THREADS")
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for busy, want in [(0.0, 4), (1.4, 3), (2.6, 1), (3.9, 1), (9.0, 1)]:
+        monkeypatch.setattr(backends, "_busy_cores", lambda busy=busy: busy)
+        assert backends.default_threads() == want
+    monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "3")
+    assert backends.default_threads() == 3
+
+
+def test_busy_cores_sees_a_spinning_process():
+    import multiprocessing as mp
+    import time
+
+    if not hasattr(backends.os, "sched_getaffinity") or not backends.os.path.exists("/proc/stat"):
+        pytest.skip("needs Linux /proc/stat")
+    quiet = backends._busy_cores(0.3)
+    p = mp.get_context("spawn").Process(target=_spin, args=(3.0,))
+    p.start()
+    try:
+        time.sleep(1.0)  # the child is up and spinning
+        assert backends._busy_cores(0.5) >= quiet + 0.6  # one more core busy (other jobs may come and go)
+    finally:
+        p.terminate()
+        p.join()
+
+
+def _spin(seconds):
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+
+
+def test_openblas_kernels_follow_cpu_flags_unless_set(monkeypatch):
+    monkeypatch.delenv("PROMPT_RECOVERY_OPENBLAS_CORETYPE", raising=False)
+    avx512 = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
+    monkeypatch.setattr(backends, "_cpu_flags", lambda: avx512)
+    assert backends.openblas_coretype() == "SkylakeX"
+    monkeypatch.setattr(backends, "_cpu_flags", lambda: avx512 - {"avx512bw"})
+    assert backends.openblas_coretype() is None  # OpenBLAS's own detection
+    monkeypatch.setenv("PROMPT_RECOVERY_OPENBLAS_CORETYPE", "Zen")
+    assert backends.openblas_coretype() == "Zen"
+
+
+class _FakeWorker:
+    """Stands in for a llama.cpp context: 'generates' [i, i] for prompt i, one prompt per take()."""
+
+    def __init__(self, fail_at=None):
+        self.fail_at, self.took, self.needed = fail_at, [], 0
+
+    def fit(self, need):
+        self.needed = need
+
+    def run(self, ids, take, out, max_new_tokens, done, stop):
+        import time
+
+        while not stop.is_set() and (i := take()) is not None:
+            if i == self.fail_at:
+                raise UserError(f"worker failed on {i}")
+            self.took.append(i)
+            out[i].extend([i] * max_new_tokens)
+            done(i)
+            time.sleep(0.001)  # let the other worker take some
+
+
+def _fake_engine(workers):
+    engine = backends.LlamaCppBackend.__new__(backends.LlamaCppBackend)
+    engine.workers = workers
+    engine.model = type("M", (), {"n_ctx_train": lambda self: 64})()
+    return engine
+
+
+def test_workers_share_one_queue_each_prompt_once_in_order():
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    ws, bar = [_FakeWorker(), _FakeWorker()], Bar()
+    engine = _fake_engine(ws)
+    ids = [[7] * (3 + i % 5) for i in range(40)]
+    assert engine.generate_tokens(ids, 2, bar) == [[i, i] for i in range(40)]
+    assert sorted(ws[0].took + ws[1].took) == list(range(40))  # each prompt once, none dropped
+    assert ws[0].took and ws[1].took  # both workers took part
+    assert bar.n == 40 and ws[0].needed == ws[1].needed == 7 + 2
+    assert _fake_engine([_FakeWorker(), _FakeWorker()]).generate_tokens(ids[:1], 2) == [[0, 0]]
+    with pytest.raises(UserError, match="exceeds the model's context of 64"):
+        engine.generate_tokens([[1] * 60], 8)
+
+
+def test_a_failing_worker_stops_the_others_and_raises():
+    ws = [_FakeWorker(fail_at=5), _FakeWorker(fail_at=5)]
+    with pytest.raises(UserError, match="worker failed on 5"):
+        _fake_engine(ws).generate_tokens([[1]] * 500, 1)
+    assert len(ws[0].took) + len(ws[1].took) < 499  # the other worker stopped early
 
 
 def test_vllm_backend_is_a_clear_error_without_vllm_or_gpu():

@@ -15,23 +15,30 @@ same kind of text.
 Backends (`--backend`):
   * ``transformers`` – `model.generate` in PyTorch, batched by prompt length (left padding).
     The reference: tests compare the fast path against it.
-  * ``llama-cpp`` – llama.cpp through ``llama-cpp-python`` (``pip install llama-cpp-python``):
-    up to 8 prompts in flight, decoded together (one llama.cpp call per step for all of them),
-    each prompt prefilled reusing the KV cache of the prefix it shares with the previous prompt of
-    its slot (the chat template's system turn). Needs a GGUF-backed model: the ``smollm2-135m``
-    preset or a ``.gguf`` file. The LoRA adapter is merged into the GGUF weights once and the
-    merged file is cached under ``$PROMPT_RECOVERY_CACHE/gguf/`` (default
-    ``~/.cache/prompt-recovery``), keyed by the content hash of base file, adapter and weight type.
+  * ``llama-cpp`` – llama.cpp through ``llama-cpp-python``, built by scripts/setup.sh with its
+    OpenBLAS backend (prompt processing runs OpenBLAS's float32 GEMM). One llama.cpp context
+    ("worker") per CPU thread on one shared model, all taking prompts from one queue; per worker up
+    to 16 prompts in flight, decoded together (one llama.cpp call per step for all of them), each
+    prompt prefilled reusing the KV cache of the prefix it shares with the previous prompt of its
+    slot (the chat template's system turn). Needs a GGUF-backed model: the ``smollm2-135m`` preset
+    or a ``.gguf`` file. The LoRA adapter is merged into the GGUF weights once and the merged file
+    is cached under ``$PROMPT_RECOVERY_CACHE/gguf/`` (default ``~/.cache/prompt-recovery``), keyed
+    by the content hash of base file, adapter and weight type.
   * ``auto`` (default) – ``llama-cpp`` when it is installed and the model is GGUF-backed, else
     ``transformers`` (with a one-line notice on stderr when only the engine is missing).
 
 The merged GGUF's weights are de-quantized from the packaged file to float32, the LoRA delta is
-added, and the 2-D weights are stored as ``$PROMPT_RECOVERY_GGUF_TYPE`` (default ``f16``: 100/100
-rows agree with the reference; ``f32`` is its exact weights; ``bf16`` is faster but agreed on only
-93 of 100 rows, ``q8_0`` on 81); norms and the token embedding / output head stay float32.
-Environment knobs: PROMPT_RECOVERY_GGUF_TYPE, PROMPT_RECOVERY_THREADS (llama.cpp threads),
-PROMPT_RECOVERY_LLAMA_SEQS (prompts in flight, default 8). See docs/speed.md for the measured
-speed and agreement with the reference.
+added, and the 2-D weights are stored as ``$PROMPT_RECOVERY_GGUF_TYPE`` (default ``f32`` with the
+OpenBLAS build: the reference's exact weights; ``f16`` with a plain llama.cpp build, whose own f16
+kernels are faster than its f32 ones and still agreed on 100/100 rows; ``bf16`` is faster but
+agreed on only 93 of 100 rows, ``q8_0`` on 81); norms and the token embedding / output head stay
+float32. Environment knobs: PROMPT_RECOVERY_GGUF_TYPE, PROMPT_RECOVERY_THREADS (CPU threads, default
+the idle cores), PROMPT_RECOVERY_LLAMA_WORKERS (contexts, default one per thread),
+PROMPT_RECOVERY_LLAMA_SEQS (prompts in flight per worker, default 16),
+PROMPT_RECOVERY_OPENBLAS_CORETYPE (OpenBLAS kernels, default from the CPU flags). See
+docs/speed.md for the measured speed and agreement with the reference.
+
+    python -m prompt_recovery.backends --check-llama-cpp   # is the OpenBLAS build installed and loading?
 """
 
 from __future__ import annotations
@@ -58,8 +65,7 @@ LLAMA_CPP_INSTALL = "pip install llama-cpp-python"
 # weight types of the merged GGUF (PROMPT_RECOVERY_GGUF_TYPE); see docs/speed.md for the measurements
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 KEEP_F32 = ("token_embd.weight", "output.weight")  # kept float32 whatever the weight type
-KV_CELLS = 8192  # llama.cpp KV-cache cells over all sequences in flight
-DEFAULT_GGUF_TYPE = "f16"
+KV_CELLS = 8192  # llama.cpp KV-cache cells over all sequences in flight, per worker
 
 # PEFT module name -> llama.cpp GGUF tensor name (Llama architecture)
 _LLAMA_TENSORS = {
@@ -130,7 +136,62 @@ class TransformersBackend:
 
 # ---------------------------------------------------------------- llama.cpp
 
+_OPENBLAS: dict = {}  # the OpenBLAS library loaded for llama.cpp's BLAS backend: {"path", "core"}
+# the AVX-512 subsets OpenBLAS's SkylakeX kernels use
+_AVX512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_coretype() -> str | None:
+    """OpenBLAS kernels for llama.cpp's BLAS backend: $PROMPT_RECOVERY_OPENBLAS_CORETYPE, else
+    ``SkylakeX`` (AVX-512) where the CPU has AVX-512, else None (OpenBLAS's own choice).
+
+    OpenBLAS does not recognise every AVX-512 CPU (it took this development machine's Zen 5 cores
+    for Haswell: AVX2 kernels, half the float32 GEMM speed), so the choice is made from the CPU
+    flags. It applies only to the OpenBLAS copy loaded here; `OPENBLAS_CORETYPE` is left as it is
+    for numpy and everything else."""
+    env = os.environ.get("PROMPT_RECOVERY_OPENBLAS_CORETYPE")
+    if env:
+        return env
+    return "SkylakeX" if _AVX512 <= _cpu_flags() else None
+
+
+def _load_openblas() -> None:
+    """Load scipy-openblas32 (the BLAS of llama.cpp's OpenBLAS build, see scripts/setup.sh) before
+    llama.cpp, with the kernels of `openblas_coretype`; a no-op where it is not installed."""
+    if _OPENBLAS or importlib.util.find_spec("scipy_openblas32") is None:
+        return
+    import ctypes
+
+    core, old = openblas_coretype(), os.environ.get("OPENBLAS_CORETYPE")
+    if core:  # read once, when the library initialises (importing scipy_openblas32 may already load it)
+        os.environ["OPENBLAS_CORETYPE"] = core
+    try:
+        import scipy_openblas32
+
+        path = Path(scipy_openblas32.get_lib_dir()) / "libscipy_openblas.so"
+        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return
+    finally:
+        if core:
+            os.environ.pop("OPENBLAS_CORETYPE") if old is None else os.environ.__setitem__("OPENBLAS_CORETYPE", old)
+    lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    _OPENBLAS.update(path=str(path), core=lib.scipy_openblas_get_corename().decode())
+
+
 def llama_cpp_available() -> bool:
+    _load_openblas()
     try:
         import llama_cpp  # noqa: F401
     except Exception:  # noqa: BLE001 - ImportError, or a broken shared library (OSError)
@@ -138,12 +199,50 @@ def llama_cpp_available() -> bool:
     return True
 
 
-def default_threads() -> int:
-    """Threads for llama.cpp: $PROMPT_RECOVERY_THREADS, else the usable cores not already busy.
+def llama_cpp_has_blas() -> bool:
+    """Whether the installed llama.cpp was built with its BLAS backend (scripts/setup.sh builds it so)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.origin:
+        return False
+    return any((Path(spec.origin).parent / "lib").glob("libggml-blas.*"))
 
-    llama.cpp's worker threads spin at barriers; with more threads than idle cores (a shared
-    machine) generation gets several times slower, so cores busy per the 1-minute load average
-    are left alone (at least one thread is always used).
+
+def default_gguf_type() -> str:
+    """f32 with llama.cpp's OpenBLAS backend (its float32 GEMM beats llama.cpp's own f16 kernels and
+    keeps the reference's exact weights), else f16 (llama.cpp's fastest type that keeps the answers)."""
+    return "f32" if llama_cpp_has_blas() else "f16"
+
+
+def _busy_cores(window: float = 0.3) -> float:
+    """Cores other processes keep busy right now: CPU time they used over `window` seconds
+    (/proc/stat minus this process), else the 1-minute load average."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4], time.process_time()  # total, idle + iowait, ours
+
+    try:
+        import time
+
+        t0, i0, c0 = sample()
+        time.sleep(window)
+        t1, i1, c1 = sample()
+        ticks = os.sysconf("SC_CLK_TCK")
+        wall = window * ticks  # ticks per core over the window
+        return max(0.0, ((t1 - t0) - (i1 - i0)) - (c1 - c0) * ticks) / wall
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+
+
+def default_threads() -> int:
+    """CPU threads for llama.cpp: $PROMPT_RECOVERY_THREADS, else the usable cores not busy right now.
+
+    llama.cpp's threads spin at barriers and a worker per core assumes the core to itself; with more
+    threads than idle cores (a shared machine) generation gets several times slower, so cores that
+    other processes are using (measured over 0.3 s) are left alone (at least one thread is used).
     """
     env = os.environ.get("PROMPT_RECOVERY_THREADS")
     if env:
@@ -152,11 +251,7 @@ def default_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except (AttributeError, OSError):
-        busy = 0
-    return max(1, min(cores, cores - busy + 1))
+    return max(1, min(cores, cores - int(_busy_cores() + 0.5)))
 
 
 _OPEN: "weakref.WeakSet" = weakref.WeakSet()
@@ -169,68 +264,50 @@ def _close_all() -> None:
         b.close()
 
 
-class LlamaCppBackend:
-    """Greedy decoding with llama.cpp on a GGUF file, fed the reference tokenizer's token ids.
+class _Worker:
+    """One llama.cpp context on the shared model: `n_seq` KV-cache sequences (slots) of `n_ctx` cells,
+    `n_threads` threads. Used by one Python thread at a time."""
 
-    Up to `n_seq` prompts are in flight at once, each in its own KV-cache sequence (slot): every
-    decoding step feeds one token per active sequence in a single `llama_decode` call, so the
-    weights are read once per step for all of them (continuous batching: a finished sequence's slot
-    takes the next prompt at once). Each prompt is prefilled on its own (logits of its last token
-    only), reusing the KV cache of the prefix it shares with the slot's previous prompt (the chat
-    template's system turn). Greedy: argmax of the logits, stop at EOS or after max_new_tokens.
-    """
-
-    name = "llama-cpp"
-
-    def __init__(self, gguf_file: str | Path, tokenizer, n_ctx: int = 1024, n_threads: int | None = None,
-                 n_seq: int | None = None, n_batch: int = 512, flash_attn: bool = True):
-        from llama_cpp import _internals, llama_cpp as lib
-        from llama_cpp._logger import set_verbose
-
-        set_verbose(False)  # llama.cpp's load/context logs: errors only
-        self.tokenizer = tokenizer
-        self.gguf_file = str(gguf_file)
-        self.n_threads = n_threads or default_threads()
-        self._n_seq_wanted = max(1, min(n_seq or int(os.environ.get("PROMPT_RECOVERY_LLAMA_SEQS", 8)),
-                                        lib.llama_max_parallel_sequences()))
-        self.n_seq = self._n_seq_wanted
-        self.n_batch = n_batch
-        self.flash_attn = flash_attn
-        self._lib, self._internals = lib, _internals
-        mp = lib.llama_model_default_params()
-        self.model = _internals.LlamaModel(path_model=self.gguf_file, params=mp, verbose=False)
-        self.n_vocab = self.model.n_vocab()
+    def __init__(self, engine: "LlamaCppBackend", n_ctx: int, n_threads: int):
+        self.engine, self.n_threads = engine, n_threads
+        self._lib, self._internals = engine._lib, engine._internals
         self.ctx = None
         self.n_ctx = 0  # per sequence
+        self.n_seq = engine._n_seq_wanted
         self._make_context(n_ctx)
-        self.batch = _internals.LlamaBatch(n_tokens=max(n_batch, self.n_seq), embd=0, n_seq_max=1, verbose=False)
-        _OPEN.add(self)
+        self.batch = self._internals.LlamaBatch(n_tokens=max(engine.n_batch, engine._n_seq_wanted), embd=0,
+                                                n_seq_max=1, verbose=False)
 
     def _make_context(self, n_ctx_per_seq: int) -> None:
         """A fresh context of `n_seq` sequences of `n_ctx_per_seq` KV cells each (empty caches).
 
         Fewer sequences are kept in flight for long prompts, so the KV cache (about 22 MB per 1024
-        cells for SmolLM2-135M) stays within KV_CELLS cells in all."""
-        lib = self._lib
+        cells for SmolLM2-135M) stays within KV_CELLS cells per worker."""
+        lib, e = self._lib, self.engine
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
-        self.n_seq = max(1, min(self._n_seq_wanted, KV_CELLS // n_ctx_per_seq))
+        self.n_seq = max(1, min(e._n_seq_wanted, KV_CELLS // n_ctx_per_seq))
         cp = lib.llama_context_default_params()
         cp.n_ctx = n_ctx_per_seq * self.n_seq
-        cp.n_batch = cp.n_ubatch = self.n_batch
+        cp.n_batch = cp.n_ubatch = e.n_batch
         cp.n_seq_max = self.n_seq
         cp.kv_unified = False  # one KV stream per sequence: attention only over its own cells
         cp.n_threads = cp.n_threads_batch = self.n_threads
-        cp.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+        cp.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if e.flash_attn
                               else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         cp.no_perf = True
-        self.ctx = self._internals.LlamaContext(model=self.model, params=cp, verbose=False)
+        self.ctx = self._internals.LlamaContext(model=e.model, params=cp, verbose=False)
         self.n_ctx = n_ctx_per_seq
         self._slot_tokens: list[list[int]] = [[] for _ in range(self.n_seq)]
 
+    def fit(self, need: int) -> None:
+        """Grow the per-sequence context to hold `need` tokens (a power of two)."""
+        if need > self.n_ctx:
+            self._make_context(min(self.engine.model.n_ctx_train(), 1 << (need - 1).bit_length()))
+
     def close(self) -> None:
-        for attr in ("batch", "ctx", "model"):
+        for attr in ("batch", "ctx"):
             obj = getattr(self, attr, None)
             if obj is not None:
                 obj.close()
@@ -239,7 +316,7 @@ class LlamaCppBackend:
     def _argmax(self, i: int) -> int:
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.ctx.ctx, i), shape=(self.n_vocab,))
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.ctx.ctx, i), shape=(self.engine.n_vocab,))
         return int(logits.argmax())
 
     def _prefill(self, slot: int, prompt: list[int]) -> int:
@@ -249,9 +326,9 @@ class LlamaCppBackend:
         while k < limit and prev[k] == prompt[k]:
             k += 1
         self._lib.llama_memory_seq_rm(self.ctx.memory, slot, k, -1)
-        b = self.batch.batch
-        for start in range(k, len(prompt), self.n_batch):
-            chunk = prompt[start:start + self.n_batch]
+        b, n_batch = self.batch.batch, self.engine.n_batch
+        for start in range(k, len(prompt), n_batch):
+            chunk = prompt[start:start + n_batch]
             b.n_tokens = len(chunk)
             for j, t in enumerate(chunk):
                 b.token[j], b.pos[j], b.n_seq_id[j], b.logits[j] = t, start + j, 1, False
@@ -261,28 +338,19 @@ class LlamaCppBackend:
         self._slot_tokens[slot] = list(prompt)
         return self._argmax(b.n_tokens - 1)
 
-    def generate_tokens(self, ids: Sequence[Sequence[int]], max_new_tokens: int, bar=None) -> list[list[int]]:
-        """Greedy new token ids (EOS excluded) for each prompt, in input order."""
-        eos = self.tokenizer.eos_token_id
-        if any(len(p) == 0 for p in ids):
-            raise UserError("empty prompt (no token ids)")
-        need = max((len(p) for p in ids), default=0) + max_new_tokens
-        if need > self.n_ctx:
-            limit = self.model.n_ctx_train()
-            if need > limit:
-                raise UserError(f"prompt of {need - max_new_tokens} tokens + {max_new_tokens} new tokens exceeds "
-                                f"the model's context of {limit}; use a shorter prompt format or --max-new-tokens")
-            self._make_context(min(limit, 1 << (need - 1).bit_length()))
-        out: list[list[int]] = [[] for _ in ids]
-        queue = list(range(len(ids)))[::-1]
+    def run(self, ids, take, out, max_new_tokens: int, done, stop) -> None:
+        """Greedy-decode prompts `ids[i]` for i from `take()` (None when there are none left) into
+        `out[i]`, up to `n_seq` at once (continuous batching); `done(i)` when prompt i is finished."""
+        eos = self.engine.tokenizer.eos_token_id
         slots: list[int | None] = [None] * self.n_seq  # prompt index per slot
-        done = lambda i: bar.update(1) if bar is not None else None  # noqa: E731
-        if max_new_tokens <= 0:
-            return out
-        while True:
+        exhausted = False
+        while not stop.is_set():
             for s in range(self.n_seq):
-                while slots[s] is None and queue:
-                    i = queue.pop()
+                while slots[s] is None and not exhausted:
+                    i = take()
+                    if i is None:
+                        exhausted = True
+                        break
                     nxt = self._prefill(s, list(ids[i]))
                     if nxt == eos:
                         done(i)
@@ -294,7 +362,7 @@ class LlamaCppBackend:
                     slots[s] = i
             active = [s for s in range(self.n_seq) if slots[s] is not None]
             if not active:
-                return out
+                return
             b = self.batch.batch
             b.n_tokens = len(active)
             for j, s in enumerate(active):
@@ -314,6 +382,114 @@ class LlamaCppBackend:
                 if len(out[i]) >= max_new_tokens:
                     slots[s] = None
                     done(i)
+
+
+class LlamaCppBackend:
+    """Greedy decoding with llama.cpp on a GGUF file, fed the reference tokenizer's token ids.
+
+    The model is loaded once; `workers` llama.cpp contexts on it (default: one per thread, each
+    single-threaded) take prompts from one shared queue, each in its own Python thread (llama.cpp
+    releases the GIL). Per worker, up to `n_seq` prompts are in flight, each in its own KV-cache
+    sequence (slot): every decoding step feeds one token per active sequence in a single
+    `llama_decode` call, so the weights are read once per step for all of them (continuous
+    batching: a finished sequence's slot takes the next prompt at once). Each prompt is prefilled on
+    its own (logits of its last token only), reusing the KV cache of the prefix it shares with the
+    slot's previous prompt (the chat template's system turn). Greedy: argmax of the logits, stop at
+    EOS or after max_new_tokens. Outputs do not depend on the number of workers or slots.
+    """
+
+    name = "llama-cpp"
+
+    def __init__(self, gguf_file: str | Path, tokenizer, n_ctx: int = 512, n_threads: int | None = None,
+                 n_seq: int | None = None, n_batch: int = 512, flash_attn: bool = True,
+                 workers: int | None = None):
+        _load_openblas()
+        from llama_cpp import _internals, llama_cpp as lib
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's load/context logs: errors only
+        self.tokenizer = tokenizer
+        self.gguf_file = str(gguf_file)
+        self.n_threads = n_threads or default_threads()
+        n_workers = workers or int(os.environ.get("PROMPT_RECOVERY_LLAMA_WORKERS", 0)) or self.n_threads
+        n_workers = max(1, min(n_workers, self.n_threads))
+        self._n_seq_wanted = max(1, min(n_seq or int(os.environ.get("PROMPT_RECOVERY_LLAMA_SEQS", 16)),
+                                        lib.llama_max_parallel_sequences()))
+        self.n_batch = n_batch
+        self.flash_attn = flash_attn
+        self._lib, self._internals = lib, _internals
+        mp = lib.llama_model_default_params()
+        self.model = _internals.LlamaModel(path_model=self.gguf_file, params=mp, verbose=False)
+        self.n_vocab = self.model.n_vocab()
+        per, extra = divmod(self.n_threads, n_workers)  # threads per worker; the first `extra` get one more
+        self.workers = [_Worker(self, n_ctx, per + (k < extra)) for k in range(n_workers)]
+        _OPEN.add(self)
+
+    @property
+    def n_seq(self) -> int:
+        """Prompts in flight per worker."""
+        return self.workers[0].n_seq
+
+    @property
+    def n_ctx(self) -> int:
+        """KV-cache cells per sequence."""
+        return self.workers[0].n_ctx
+
+    def describe(self) -> str:
+        blas = f", OpenBLAS {_OPENBLAS['core']}" if _OPENBLAS and llama_cpp_has_blas() else ""
+        w = len(self.workers)
+        return (f"{self.n_threads} thread{'s' * (self.n_threads > 1)}, {w} worker{'s' * (w > 1)} x "
+                f"{self.n_seq} prompts in flight{blas}")
+
+    def close(self) -> None:
+        for w in getattr(self, "workers", []):
+            w.close()
+        if getattr(self, "model", None) is not None:
+            self.model.close()
+            self.model = None
+
+    def generate_tokens(self, ids: Sequence[Sequence[int]], max_new_tokens: int, bar=None) -> list[list[int]]:
+        """Greedy new token ids (EOS excluded) for each prompt, in input order."""
+        import threading
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        if any(len(p) == 0 for p in ids):
+            raise UserError("empty prompt (no token ids)")
+        out: list[list[int]] = [[] for _ in ids]
+        if max_new_tokens <= 0 or not ids:
+            return out
+        need = max(len(p) for p in ids) + max_new_tokens
+        limit = self.model.n_ctx_train()
+        if need > limit:
+            raise UserError(f"prompt of {need - max_new_tokens} tokens + {max_new_tokens} new tokens exceeds "
+                            f"the model's context of {limit}; use a shorter prompt format or --max-new-tokens")
+        lock, stop = threading.Lock(), threading.Event()
+        queue = iter(range(len(ids)))
+
+        def take():
+            with lock:
+                return next(queue, None)
+
+        def done(i):
+            if bar is not None:
+                with lock:
+                    bar.update(1)
+
+        workers = self.workers[:len(ids)]
+        for w in workers:
+            w.fit(need)
+        if len(workers) == 1:
+            workers[0].run(ids, take, out, max_new_tokens, done, stop)
+            return out
+        with ThreadPoolExecutor(len(workers), thread_name_prefix="llama-cpp") as ex:
+            futures = [ex.submit(w.run, ids, take, out, max_new_tokens, done, stop) for w in workers]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:  # an error in one worker, or Ctrl-C: the others stop after their current step
+                stop.set()
+            for f in futures:
+                f.result()
+        return out
 
     def generate_one(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
         return self.generate_tokens([prompt], max_new_tokens)[0]
@@ -405,7 +581,7 @@ def gguf_cache_dir() -> Path:
 
 def gguf_type(value: str | None = None) -> str:
     """The weight type of the merged GGUF: `value`, else $PROMPT_RECOVERY_GGUF_TYPE, else the default."""
-    t = (value or os.environ.get("PROMPT_RECOVERY_GGUF_TYPE") or DEFAULT_GGUF_TYPE).strip().lower().replace("-", "_")
+    t = (value or os.environ.get("PROMPT_RECOVERY_GGUF_TYPE") or default_gguf_type()).strip().lower().replace("-", "_")
     if t not in GGUF_TYPES:
         raise UserError(f"unknown GGUF weight type {t!r} (PROMPT_RECOVERY_GGUF_TYPE); choose one of: "
                         f"{', '.join(GGUF_TYPES)}")
@@ -562,7 +738,7 @@ def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int |
     """(Loaded without a torch model, LlamaCppBackend) for a GGUF-backed model (+ LoRA adapter merged).
 
     `weight_type`: the merged GGUF's weight type (see `gguf_type`; default $PROMPT_RECOVERY_GGUF_TYPE
-    or `DEFAULT_GGUF_TYPE`)."""
+    or `default_gguf_type()`)."""
     from prompt_recovery import models
 
     base = gguf_source(model)
@@ -575,7 +751,7 @@ def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int |
     qtype = gguf_type(weight_type)
     engine = LlamaCppBackend(merged_gguf(base, adapter_path, weight_type=qtype), tok, n_threads=n_threads)
     loaded = models.Loaded(None, tok, model, str(base), adapter_path, models.read_adapter_meta(adapter_path),
-                           "cpu", f"{qtype} GGUF, {engine.n_threads} thread{'s' * (engine.n_threads > 1)}")
+                           "cpu", f"{qtype} GGUF, {engine.describe()}")
     return loaded, engine
 
 
@@ -628,3 +804,25 @@ def load_vllm(model: str, adapter: str | None = "default", dtype: str = "auto"):
     loaded = models.Loaded(None, tok, model, source, adapter_path, models.read_adapter_meta(adapter_path), "cuda",
                            dtype)
     return loaded, engine
+
+
+def _main(argv=None) -> int:
+    """`python -m prompt_recovery.backends --check-llama-cpp`: exit 0 when llama.cpp with its OpenBLAS
+    backend is installed and loads (scripts/setup.sh uses it to skip the build)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m prompt_recovery.backends")
+    ap.add_argument("--check-llama-cpp", action="store_true", help="exit 0 if llama.cpp + OpenBLAS is usable")
+    a = ap.parse_args(argv)
+    if a.check_llama_cpp:
+        ok, blas = llama_cpp_available(), llama_cpp_has_blas()
+        core = _OPENBLAS.get("core", "not loaded")
+        print(f"llama-cpp-python: {'importable' if ok else 'missing'}; BLAS backend: {'yes' if blas else 'no'}; "
+              f"OpenBLAS kernels: {core}")
+        return 0 if ok and blas and _OPENBLAS else 1
+    ap.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

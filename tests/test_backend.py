@@ -362,6 +362,20 @@ def _spin(seconds):
         pass
 
 
+def test_worker_plan_one_thread_each_with_openblas(monkeypatch):
+    monkeypatch.delenv("PROMPT_RECOVERY_LLAMA_WORKERS", raising=False)
+    assert backends.plan_workers(2, blas=True) == (2, 2)
+    assert backends.plan_workers(1, blas=True) == (1, 1)
+    assert backends.plan_workers(32, blas=True) == (backends.MAX_WORKERS, backends.MAX_WORKERS)  # capped
+    assert backends.plan_workers(32, blas=False) == (32, backends.MAX_WORKERS)  # threads split between them
+    assert backends.plan_workers(4, workers=1, blas=True) == (4, 1)  # explicit: one worker, 4 threads
+    assert backends.plan_workers(2, workers=5) == (2, 2)  # never more workers than threads
+    monkeypatch.setenv("PROMPT_RECOVERY_LLAMA_WORKERS", "3")
+    assert backends.plan_workers(6, blas=True) == (6, 3)
+    # the KV cache is shared out: many workers get fewer cells (and so fewer prompts in flight) each
+    assert backends.KV_CELLS // backends.MAX_WORKERS >= backends.MIN_WORKER_CELLS
+
+
 def test_openblas_kernels_follow_cpu_flags_unless_set(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_OPENBLAS_CORETYPE", raising=False)
     avx512 = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}

@@ -65,7 +65,9 @@ LLAMA_CPP_INSTALL = "pip install llama-cpp-python"
 # weight types of the merged GGUF (PROMPT_RECOVERY_GGUF_TYPE); see docs/speed.md for the measurements
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 KEEP_F32 = ("token_embd.weight", "output.weight")  # kept float32 whatever the weight type
-KV_CELLS = 8192  # llama.cpp KV-cache cells over all sequences in flight, per worker
+KV_CELLS = 16384  # llama.cpp KV-cache cells over all workers and sequences (~370 MB for SmolLM2-135M)
+MIN_WORKER_CELLS = 1024  # ... but at least this many per worker
+MAX_WORKERS = 8  # default cap on llama.cpp workers (each adds a context: KV cache + compute buffers)
 
 # PEFT module name -> llama.cpp GGUF tensor name (Llama architecture)
 _LLAMA_TENSORS = {
@@ -264,6 +266,22 @@ def _close_all() -> None:
         b.close()
 
 
+def plan_workers(threads: int, workers: int | None = None, blas: bool = False) -> tuple[int, int]:
+    """(threads used, llama.cpp workers) for `threads` CPU threads.
+
+    Workers: `workers`, else $PROMPT_RECOVERY_LLAMA_WORKERS (threads are split between them), else
+    one per thread up to MAX_WORKERS. With the OpenBLAS build and no explicit worker count, every
+    worker gets exactly one thread: a worker with several threads runs llama.cpp's OpenMP pool and
+    OpenBLAS's pthread pool side by side, and they spin against each other (docs/speed.md), so
+    cores beyond MAX_WORKERS stay unused rather than slow everything down."""
+    threads = max(1, threads)
+    n = workers or int(os.environ.get("PROMPT_RECOVERY_LLAMA_WORKERS", 0))
+    if n:
+        return threads, max(1, min(n, threads))
+    n = min(threads, MAX_WORKERS)
+    return (n if blas else threads), n
+
+
 class _Worker:
     """One llama.cpp context on the shared model: `n_seq` KV-cache sequences (slots) of `n_ctx` cells,
     `n_threads` threads. Used by one Python thread at a time."""
@@ -282,12 +300,12 @@ class _Worker:
         """A fresh context of `n_seq` sequences of `n_ctx_per_seq` KV cells each (empty caches).
 
         Fewer sequences are kept in flight for long prompts, so the KV cache (about 22 MB per 1024
-        cells for SmolLM2-135M) stays within KV_CELLS cells per worker."""
+        cells for SmolLM2-135M) stays within the worker's share of KV_CELLS."""
         lib, e = self._lib, self.engine
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
-        self.n_seq = max(1, min(e._n_seq_wanted, KV_CELLS // n_ctx_per_seq))
+        self.n_seq = max(1, min(e._n_seq_wanted, e.worker_cells // n_ctx_per_seq))
         cp = lib.llama_context_default_params()
         cp.n_ctx = n_ctx_per_seq * self.n_seq
         cp.n_batch = cp.n_ubatch = e.n_batch
@@ -410,11 +428,10 @@ class LlamaCppBackend:
         set_verbose(False)  # llama.cpp's load/context logs: errors only
         self.tokenizer = tokenizer
         self.gguf_file = str(gguf_file)
-        self.n_threads = n_threads or default_threads()
-        n_workers = workers or int(os.environ.get("PROMPT_RECOVERY_LLAMA_WORKERS", 0)) or self.n_threads
-        n_workers = max(1, min(n_workers, self.n_threads))
+        self.n_threads, n_workers = plan_workers(n_threads or default_threads(), workers, llama_cpp_has_blas())
         self._n_seq_wanted = max(1, min(n_seq or int(os.environ.get("PROMPT_RECOVERY_LLAMA_SEQS", 16)),
                                         lib.llama_max_parallel_sequences()))
+        self.worker_cells = max(MIN_WORKER_CELLS, KV_CELLS // n_workers)  # KV-cache cells per worker
         self.n_batch = n_batch
         self.flash_attn = flash_attn
         self._lib, self._internals = lib, _internals

@@ -364,7 +364,7 @@ class _Worker:
         exhausted = False
         while not stop.is_set():
             for s in range(self.n_seq):
-                while slots[s] is None and not exhausted:
+                while slots[s] is None and not exhausted and not stop.is_set():
                     i = take()
                     if i is None:
                         exhausted = True

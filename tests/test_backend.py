@@ -399,12 +399,13 @@ class _FakeWorker:
     def run(self, ids, take, out, max_new_tokens, done, stop):
         import time
 
-        while not stop.is_set() and (i := take()) is not None:
-            if i == self.fail_at:
-                raise UserError(f"worker failed on {i}")
-            self.took.append(i)
-            out[i].extend([i] * max_new_tokens)
-            done(i)
+        while not stop.is_set() and (group := take()) is not None:
+            for i in group:
+                if i == self.fail_at:
+                    raise UserError(f"worker failed on {i}")
+                self.took.append(i)
+                out[i].extend([i] * max_new_tokens)
+                done(i)
             time.sleep(0.001)  # let the other worker take some
 
 
@@ -432,6 +433,19 @@ def test_workers_share_one_queue_each_prompt_once_in_order():
     assert _fake_engine([_FakeWorker(), _FakeWorker()]).generate_tokens(ids[:1], 2) == [[0, 0]]
     with pytest.raises(UserError, match="exceeds the model's context of 64"):
         engine.generate_tokens([[1] * 60], 8)
+
+
+def test_prefix_groups_put_prompts_with_a_shared_original_together():
+    system = [1, 2, 3, 4]  # shared by every prompt: not enough to group
+    a, b = list(range(100, 160)), list(range(200, 260))  # two long "original texts"
+    ids = [system + a + [7, 8], system + b + [9], system + [5, 6], system + a + [7, 9, 9],
+           system + b + [1], system + a + [3], system + [5, 6, 7]]
+    groups = backends.prefix_groups(ids, min_shared=32)
+    assert groups == [[0, 3, 5], [1, 4], [2], [6]]
+    assert sorted(i for g in groups for i in g) == list(range(len(ids)))  # each prompt exactly once
+    assert backends.prefix_groups(ids, min_shared=1000) == [[i] for i in range(len(ids))]
+    assert backends.prefix_groups([]) == [] and backends.prefix_groups([[1]]) == [[0]]
+    assert backends.prefix_groups([[5, 6]] * 3, min_shared=1) == [[0, 1, 2]]  # identical prompts
 
 
 def test_a_failing_worker_stops_the_others_and_raises():

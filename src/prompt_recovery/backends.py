@@ -266,6 +266,36 @@ def _close_all() -> None:
         b.close()
 
 
+GROUP_MIN_SHARED = 32  # prompts sharing this many tokens beyond the prefix common to all run in one slot
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
+def prefix_groups(ids: Sequence[Sequence[int]], min_shared: int = GROUP_MIN_SHARED) -> list[list[int]]:
+    """Prompt indices in groups that share a long prefix (e.g. one original text rewritten in
+    several ways: the prompt starts with the original), each group in ascending order, groups in
+    order of their first index. Every index is in exactly one group. A group runs in one KV-cache
+    slot, so each prompt after the first only processes the tokens after the shared prefix."""
+    if not ids:
+        return []
+    order = sorted(range(len(ids)), key=lambda i: list(ids[i]))
+    common = _lcp(ids[order[0]], ids[order[-1]])  # shared by all (the chat template's system turn)
+    groups: list[list[int]] = []
+    for prev, i in zip([None] + order[:-1], order):
+        shared = _lcp(ids[prev], ids[i]) if prev is not None else -1
+        if shared >= common + min_shared or shared == len(ids[i]):  # (or a repeated prompt)
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return sorted((sorted(g) for g in groups), key=lambda g: g[0])
+
+
 def plan_workers(threads: int, workers: int | None = None, blas: bool = False) -> tuple[int, int]:
     """(threads used, llama.cpp workers) for `threads` CPU threads.
 
@@ -357,18 +387,27 @@ class _Worker:
         return self._argmax(b.n_tokens - 1)
 
     def run(self, ids, take, out, max_new_tokens: int, done, stop) -> None:
-        """Greedy-decode prompts `ids[i]` for i from `take()` (None when there are none left) into
-        `out[i]`, up to `n_seq` at once (continuous batching); `done(i)` when prompt i is finished."""
+        """Greedy-decode prompts `ids[i]` into `out[i]`, up to `n_seq` at once (continuous batching);
+        `done(i)` when prompt i is finished. `take()` gives the next group of prompt indices (None
+        when there are none left): a group's prompts share a long prefix and run one after another
+        in one slot, each reusing the KV cache of the prefix it shares with the previous one."""
         eos = self.engine.tokenizer.eos_token_id
         slots: list[int | None] = [None] * self.n_seq  # prompt index per slot
+        pending: list[list[int]] = [[] for _ in range(self.n_seq)]  # the rest of each slot's group
         exhausted = False
         while not stop.is_set():
             for s in range(self.n_seq):
-                while slots[s] is None and not exhausted and not stop.is_set():
-                    i = take()
-                    if i is None:
-                        exhausted = True
+                while slots[s] is None and not stop.is_set():
+                    if pending[s]:
+                        i = pending[s].pop(0)
+                    elif exhausted:
                         break
+                    else:
+                        group = take()
+                        if group is None:
+                            exhausted = True
+                            break
+                        i, pending[s] = group[0], list(group[1:])
                     nxt = self._prefill(s, list(ids[i]))
                     if nxt == eos:
                         done(i)
@@ -481,7 +520,7 @@ class LlamaCppBackend:
             raise UserError(f"prompt of {need - max_new_tokens} tokens + {max_new_tokens} new tokens exceeds "
                             f"the model's context of {limit}; use a shorter prompt format or --max-new-tokens")
         lock, stop = threading.Lock(), threading.Event()
-        queue = iter(range(len(ids)))
+        queue = iter(prefix_groups(ids))
 
         def take():
             with lock:

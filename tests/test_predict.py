@@ -57,6 +57,22 @@ def test_row_contract_with_bad_rows_tiny_model(tmp_path, caplog):
     assert not pr.sidecar_path(out).exists()  # removed after the final atomic write
 
 
+def test_default_chunk_size_follows_the_backends_prompts_in_flight(tmp_path):
+    class Engine:
+        capacity = 32  # e.g. llama-cpp: 2 workers x 16 prompts in flight
+
+    fake = FakeRecoverer()
+    assert pr.default_chunk_size(fake) == 32  # no engine: the plain default
+    fake.engine = Engine()
+    assert pr.default_chunk_size(fake) == 128
+    Engine.capacity = 2
+    assert pr.default_chunk_size(fake) == 32  # never below 32
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(70)], "original_text": [f"text {i}" for i in range(70)],
+                       "rewritten_text": [f"Rewritten {i}" * (1 + i % 3) for i in range(70)]})
+    preds = pr.predict_frame(df, make_cfg(tmp_path, chunk_size=None), recoverer=fake)
+    assert [len(c) for c in fake.calls] == [32, 32, 6] and len(preds) == 70 and all(preds)
+
+
 def test_bad_rows_never_reach_the_model_and_order_is_kept(tmp_path):
     df = pr.read_pairs(str(PAIRS))
     fake = FakeRecoverer()

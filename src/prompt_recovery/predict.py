@@ -127,8 +127,7 @@ def default_chunk_size(recoverer) -> int:
     """32 rows, or 4x the prompts the llama-cpp backend keeps in flight (all its workers together):
     every chunk ends with a tail in which fewer and fewer prompts decode per step, so a chunk
     should hold several rounds of them (200 dev rows: chunks of 32 took 6% longer than 256)."""
-    capacity = getattr(getattr(recoverer, "engine", None), "capacity", 0)
-    return max(32, 4 * capacity) if isinstance(capacity, int) else 32
+    return max(32, 4 * getattr(getattr(recoverer, "engine", None), "capacity", 0))
 
 
 class Sidecar:

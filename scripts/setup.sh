@@ -25,6 +25,9 @@ llama_ok() { .venv/bin/python -m prompt_recovery.backends --check-llama-cpp >/de
   || { [ -f .venv/.llama-cpp-plain ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; }; }
 if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   echo "building llama-cpp-python with OpenBLAS (fast CPU backend; a few minutes, once) ..."
+  # only the llama library: no multimodal (mtmd), tools, examples, server or tests; all cores
+  SLIM_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF"
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
   $PIP install -q "scipy-openblas32==0.3.34.481.3" 2>&1 | grep -v -i warning || true
   OB_LIB=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())" || true)
   OB_INC=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())" || true)
@@ -33,7 +36,7 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
     "$OB_LIB" "$OB_INC" > "$PC_DIR/prompt-recovery-openblas.pc"
   # scipy-openblas32 prefixes its symbols with scipy_; map the three names ggml-blas.cpp calls
   SYMS="-Dcblas_sgemm=scipy_cblas_sgemm -Dopenblas_set_num_threads=scipy_openblas_set_num_threads -Dopenblas_get_parallel=scipy_openblas_get_parallel"
-  BLAS_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=ON -DGGML_BLAS_VENDOR=OpenBLAS -DBLA_PREFER_PKGCONFIG=ON -DBLA_PKGCONFIG_BLAS=prompt-recovery-openblas -DBLAS_INCLUDE_DIRS=$OB_INC -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=ON '-DCMAKE_CXX_FLAGS=$SYMS'"
+  BLAS_ARGS="$SLIM_ARGS -DGGML_NATIVE=ON -DGGML_BLAS=ON -DGGML_BLAS_VENDOR=OpenBLAS -DBLA_PREFER_PKGCONFIG=ON -DBLA_PKGCONFIG_BLAS=prompt-recovery-openblas -DBLAS_INCLUDE_DIRS=$OB_INC -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=ON '-DCMAKE_CXX_FLAGS=$SYMS'"
   # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and could hand back a build without OpenBLAS
   PKG_CONFIG_PATH="$PC_DIR" CMAKE_ARGS="${CMAKE_ARGS:-$BLAS_ARGS}" \
     $PIP install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true
@@ -48,7 +51,7 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
     # e.g. no pkg-config here: a plain build (llama.cpp's own kernels, f16) is still much faster
     # than the transformers fallback
     echo "notice: the OpenBLAS build of llama-cpp-python failed; building it without OpenBLAS ..."
-    CMAKE_ARGS="-DGGML_NATIVE=ON" $PIP install -q --force-reinstall --no-deps \
+    CMAKE_ARGS="$SLIM_ARGS -DGGML_NATIVE=ON" $PIP install -q --force-reinstall --no-deps \
       "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true  # (a cached plain wheel is fine here)
     if .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
       touch .venv/.llama-cpp-plain

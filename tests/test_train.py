@@ -1,6 +1,7 @@
 """LoRA training on a tiny random Mistral: loss, which weights change, reload, resume, 2-process DDP."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -163,3 +164,97 @@ def test_card_collects_evaluation_reports(trained, tmp_path):
     card = (trained.output_dir / "README.md").read_text()
     assert "## Evaluation" in card and "toy rows" in card and "0.2500 [0.2000, 0.3000]" in card
     assert "| LoRA rank r | 8 |" in card  # the training sections survive the refresh
+
+
+def test_learning_rate_follows_warmup_then_cosine(tmp_path):
+    """warmup_ratio is resolved to whole steps on every transformers version (0.3 of 10 updates = 3)."""
+    import math
+
+    out = tmp_path / "sched"
+    train(tiny_cfg(out, max_steps=10, warmup_ratio=0.3, lr_scheduler_type="cosine", learning_rate=1e-3,
+                   val_fraction=0.0, val_data=None, max_val_rows=0))
+    lrs = {r["step"]: r["learning_rate"] for r in log_records(out) if "learning_rate" in r}
+
+    def expected(step):  # transformers' cosine schedule with 3 warm-up steps, as logged after `step` updates
+        s = step - 1
+        if s < 3:
+            return 1e-3 * s / 3
+        return 1e-3 * 0.5 * (1 + math.cos(math.pi * (s - 3) / 7))
+
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["warmup_steps"] == 3 and isinstance(summary["warmup_steps"], int)
+    assert set(lrs) >= set(range(1, 11))
+    for step in range(1, 11):
+        assert lrs[step] == pytest.approx(expected(step), abs=1e-9), (step, lrs)
+
+
+def test_warmup_steps_resolution():
+    from types import SimpleNamespace
+
+    from prompt_recovery.errors import UserError
+    from prompt_recovery.train import total_steps, warmup_steps
+
+    a = SimpleNamespace(max_steps=-1, per_device_train_batch_size=1, world_size=2, gradient_accumulation_steps=4,
+                        num_train_epochs=3)
+    assert total_steps(100, a) == 3 * math.ceil(50 / 4)
+    assert warmup_steps(0.1, total_steps(100, a)) == 4
+    assert warmup_steps(0.0, 39) == 0
+    a.max_steps = 7
+    assert total_steps(100, a) == 7
+    with pytest.raises(UserError):
+        warmup_steps(1.5, 10)
+
+
+def test_packed_batch_gives_the_same_loss_and_lora_gradients_as_separate_examples():
+    """Packing (one row, position ids restarting) computes what padded separate examples compute."""
+    from peft import LoraConfig, get_peft_model
+
+    from prompt_recovery.train import make_collator
+
+    torch.manual_seed(0)
+    base, tok = models.tiny_random("mistral")
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False)).float().eval()
+    rows = load_rows(TOY)[:4]
+    ds = RecoveryDataset(rows, tok, get_format("chat", 64, tok), 128)
+    feats = [ds[i] for i in range(len(ds))]
+    assert len({len(f["input_ids"]) for f in feats}) > 1  # different lengths: padding would be needed
+
+    def per_example_losses(batch):
+        out = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False)
+        logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
+        return logits, labels
+
+    packed = make_collator(tok, True, None)(feats)
+    assert packed["input_ids"].shape[0] == 1 and "position_ids" in packed
+    assert packed["input_ids"].shape[1] == sum(len(f["input_ids"]) for f in feats)  # no padding at all
+    padded = make_collator(tok, False, None)(feats)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        logits, labels = per_example_losses(batch)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                                 ignore_index=-100)
+        loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return loss.detach(), grads, logits.detach(), labels
+
+    lp, gp, logits_p, labels_p = loss_and_grads(packed)
+    lu, gu, logits_u, labels_u = loss_and_grads(padded)
+    assert lp == pytest.approx(lu.item(), rel=1e-5)
+    assert gp.keys() == gu.keys() and gp and len(gp) % 6 == 0  # A and B of 3 modules per layer
+    for n in gp:
+        torch.testing.assert_close(gp[n], gu[n], rtol=1e-4, atol=1e-6)
+    # and example by example: the packed row's target logits equal each padded row's
+    mask_p = labels_p[0] != -100
+    targets_u = torch.cat([logits_u[i][labels_u[i] != -100] for i in range(len(feats))])
+    torch.testing.assert_close(logits_p[0][mask_p], targets_u, rtol=1e-4, atol=1e-5)
+
+
+def test_packed_training_lowers_loss_and_changes_only_lora_weights(tmp_path):
+    res = train(tiny_cfg(tmp_path / "packed", packing=True, per_device_train_batch_size=3, max_steps=20))
+    losses = [r["loss"] for r in log_records(res.output_dir) if "loss" in r]
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+    fresh, _ = models.tiny_random("mistral")
+    sd = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in res.model.state_dict().items()}
+    assert all(torch.equal(sd[n], w) for n, w in fresh.state_dict().items())

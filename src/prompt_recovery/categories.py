@@ -16,7 +16,9 @@ Categories (checked in this order; the first rule that matches wins):
      ("formal language", "in a friendly voice") or "more/less <tone adjective>" ("more formal").
   5. ``change_format`` – a structural or document type: list, bullet points, table, email,
      letter, memo, tweet, headline, FAQ, dialogue, script, news article, report, recipe, ad...
-  6. ``change_style`` – a literary genre or persona: poem, song, story, fairy tale, legend,
+     A format word after a demonstrative ("this email", "my article") names the input and
+     does not count: "Rewrite this email in the voice of a pirate" is a style change.
+  6. ``change_style`` – a literary genre or persona: poem, haiku, song, story, fairy tale, legend,
      "in the style of", "as if written by", "as a pirate", "from the perspective of",
      "imagine this as", "as if it were"...
   7. ``change_tone`` (again) – a bare tone adjective: "make it more formal / humorous / polite".
@@ -105,11 +107,13 @@ FORMATS = (
     "contract|agreement|treaty|policy|manifesto|petition|ticket|receipt|invoice|certificate|"
     "crossword|riddle|puzzle|horoscope|forecast|weather report|sports commentary|commentary|broadcast|"
     "podcast|press conference|dispatch|dispatches|quote|quotes|guidelines|rules|job posting|job description|product description|product listing|"
-    "listing|catalog|catalogue|encyclopedia|dictionary|glossary|definition|json|markdown|html|code|timeline|itinerary|agenda|minutes|schedule|haiku"
+    "listing|catalog|catalogue|encyclopedia|dictionary|glossary|definition|json|markdown|html|code|timeline|itinerary|agenda|minutes|schedule"
 )
 _FORMAT = re.compile(r"\b(?:" + FORMATS + r")\b", re.I)
+# "this email", "my article": a format word after a demonstrative names the INPUT, not the form asked for
+_INPUT_FORMAT = re.compile(r"\b(?:this|that|these|those|my|your|our|following|above)\s+(?:" + FORMATS + r")\b", re.I)
 GENRES = (
-    "poem|poems|poetry|poetic|verse|sonnet|limerick|ode|ballad|epic|rhyme|rhyming|rhymes|song|songs|lyrics|"
+    "poem|poems|poetry|poetic|verse|sonnet|haiku|haikus|limerick|ode|ballad|epic|rhyme|rhyming|rhymes|song|songs|lyrics|"
     "rap|hymn|chant|anthem|jingle|lullaby|opera|musical|story|stories|tale|tales|fairy|fable|parable|myth|"
     "myths|mythical|legend|legends|saga|prophecy|fantasy|sci-fi|science fiction|thriller|mystery|noir|"
     "detective|horror|romance|comedy|tragedy|drama|play|novel|novella|narrative|monologue|soliloquy|"
@@ -143,7 +147,7 @@ def categorize(instruction: str) -> str:
         return "expand"
     if _TONE_WORD.search(text) or _TONE_PHRASE.search(text):
         return "change_tone"
-    if _FORMAT.search(text):
+    if _FORMAT.search(_INPUT_FORMAT.sub(" ", text)):
         return "change_format"
     if _GENRE.search(text):
         return "change_style"

@@ -109,6 +109,8 @@ def load_yaml(path: str | Path) -> dict:
         raise UserError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"config file {p} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -122,11 +124,80 @@ def make_config(cls, values: dict, source: str = "options"):
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"unknown option(s) in {source}: {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    cfg = cls(**values)
+    hints = typing.get_type_hints(cls)
+    converted = {k: coerce(v, hints[k], k, source) for k, v in values.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k, v in converted.items():
+        choices = fields[k].metadata.get("choices")
+        if choices and v is not None and v not in choices:
+            raise UserError(f"{source}: {k} must be one of {', '.join(map(str, choices))}, not {v!r}")
+    cfg = cls(**converted)
     validate = getattr(cfg, "validate", None)
     if validate:
         validate()
     return cfg
+
+
+def coerce(value: Any, tp: Any, key: str, source: str = "options") -> Any:
+    """`value` (from YAML or a flag) converted to the field type `tp`; a UserError naming `key` if it cannot be.
+
+    YAML 1.1 reads `5e-5` as a string and `1e3` as a string too: numbers are parsed from strings;
+    an int field refuses 2.5 and booleans; a list field takes one scalar as a one-item list.
+    """
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{source}: {key} must be {_type_name(tp)}, not empty")
+
+    def bad(expect: str):
+        return UserError(f"{source}: {key} must be {expect}, not {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (str,)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, dict):
+            raise bad(f"a list of {_type_name(item)}")
+        return [coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(items)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(value) if isinstance(value, (float, str)) else None
+        except ValueError:
+            f = None
+        if f is None or not f.is_integer():
+            raise bad("an integer")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad("a number") from None
+        raise bad("a number")
+    if tp in (str, Path):
+        if isinstance(value, (dict, list, tuple)):
+            raise bad("a single value")
+        return str(value) if not isinstance(value, bool) else str(value).lower()
+    return value
+
+
+def _type_name(tp) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def load_config(cls, argv: list[str] | None, prog: str, description: str = ""):

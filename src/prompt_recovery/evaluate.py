@@ -2,6 +2,7 @@
 
     prompt-recovery evaluate runs/pred/dev.csv --truth runs/data/dev.clean.jsonl --output-dir runs/eval/dev
     prompt-recovery evaluate pred.csv --truth dev.csv -d out --compare base.csv --constants "Improve the text."
+    prompt-recovery evaluate runs/pred/suite.csv --truth suite -d runs/eval/suite     # + family accuracy
 
 Joins predictions (``id, rewrite_prompt``) with the truth (``id, rewrite_prompt``, optional
 ``category`` and ``source``) on ``id``; a truth file without ``id`` gets row numbers, like
@@ -126,7 +127,9 @@ def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
 
     from prompt_recovery.metrics import Embedder, score
 
-    truth_df = read_truth(cfg.truth)
+    from prompt_recovery.suite import family_accuracy, resolve
+
+    truth_df = read_truth(resolve(cfg.truth))
     pred_df = read_predictions(cfg.predictions)
     truth_df, preds = join(pred_df, truth_df, cfg.predictions, cfg.subset)
     truths = truth_df["rewrite_prompt"].tolist()
@@ -158,6 +161,10 @@ def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
         confusion.setdefault(t, {}).setdefault(p, 0)
         confusion[t][p] += 1
 
+    families = None
+    if "family" in truth_df.columns:  # the family suite (or any truth with a family column)
+        families = family_accuracy(preds, truth_df[["rewrite_prompt", "family"]].to_dict("records"))
+
     key = "scs" if "scs" in main.rows else "token_f1"
     order = np.argsort(main.rows[key], kind="stable")[: cfg.worst]
     worst = [{"id": truth_df["id"][i], "truth": truths[i], "prediction": preds[i],
@@ -173,7 +180,7 @@ def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
         "metrics": main.summary, "ci": main.ci,
         "empty_predictions": sum(1 for p in preds if not str(p).strip()),
         "baselines": baselines, "by_category": by_category, "by_source": by_source,
-        "category_confusion": confusion, "worst": worst, "plots": [],
+        "category_confusion": confusion, "family_accuracy": families, "worst": worst, "plots": [],
     }
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,6 +290,12 @@ def render_markdown(r: dict) -> str:
             for g, v in r[field].items():
                 lines.append(f"| {_cell(g)} | {v['n']} | {_fmt('scs', v.get('scs'))} | {_fmt('bleu', v.get('bleu'))} "
                              f"| {_fmt('f', v.get('token_f1'))} | {_fmt('f', v.get('category_match'))} |")
+    fam = r.get("family_accuracy")
+    if fam:
+        lines += ["", f"## Family accuracy: {fam['accuracy']:.3f} ({fam['correct']}/{fam['n']})", "",
+                  "A prediction is right when its category equals the true instruction's.", "",
+                  "| family | n | correct | accuracy |", "|---|---|---|---|"]
+        lines += [f"| {_cell(f)} | {v['n']} | {v['correct']} | {v['accuracy']:.2f} |" for f, v in fam["families"].items()]
     if r["worst"]:
         lines += ["", f"## The {len(r['worst'])} worst rows (lowest SCS)", "",
                   "| id | scs | truth | prediction |", "|---|---|---|---|"]
@@ -302,6 +315,9 @@ def run(cfg: EvaluateConfig) -> int:
     print(f"{r['model']}: n={r['n']}  SCS[{r['embedder']}]={m['scs']:.4f}{scs_ci}  BLEU={m['bleu']:.2f}  "
           f"token-F1={m['token_f1']:.4f}  category-acc={m['category_accuracy']:.4f}  "
           f"category-macro-F1={m['category_macro_f1']:.4f}")
+    if r.get("family_accuracy"):
+        f = r["family_accuracy"]
+        print(f"family accuracy: {f['accuracy']:.3f} ({f['correct']}/{f['n']})")
     for b in r["baselines"]:
         print(f"  baseline {_short(b['name'], 60)}: SCS={b['metrics']['scs']:.4f}  BLEU={b['metrics']['bleu']:.2f}")
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")

@@ -208,7 +208,9 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
 def run(cfg: PredictConfig) -> int:
     import pandas as pd
 
-    df = read_pairs(cfg.input, cfg.limit)
+    from prompt_recovery.suite import resolve
+
+    df = read_pairs(resolve(cfg.input), cfg.limit)
     if len(df) == 0:
         raise UserError(f"{cfg.input} has no rows")
     out = Path(cfg.output)

@@ -17,8 +17,8 @@ from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
 from prompt_recovery.search import SearchOptions
+from prompt_recovery.suite import load_examples
 
-EXAMPLES = Path(__file__).resolve().parent / "examples" / "pairs.jsonl"
 
 
 def check_pair(original, rewritten) -> None:
@@ -120,10 +120,6 @@ def read_text_file(path: str, what: str) -> str:
         raise UserError(f"{what} file {p} is not valid UTF-8 (byte {e.start})") from None
     except OSError as e:
         raise UserError(f"cannot read {what} file {p}: {e.strerror}") from None
-
-
-def load_examples() -> list[dict]:
-    return [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _pair_from_config(cfg: RecoverConfig) -> tuple[str, str]:

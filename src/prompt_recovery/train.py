@@ -68,6 +68,8 @@ class TrainConfig:
     typo_fraction: float = opt(0.5, "share of training examples that get typos when typo_rate > 0")
     bpe_dropout: float = opt(0.0, "BPE-dropout probability for training tokenisation (0 = off)")
     pad_to_multiple_of: int = opt(32, "pad batches to a multiple of this length (fewer shapes, steadier memory)")
+    packing: bool = opt(False, "pack the examples of a micro-batch into one sequence (position ids restart per "
+                        "example, attention stays within it): no compute on padding")
     seed: int = opt(42, "random seed")
     device: str = opt("auto", "auto, cpu or cuda")
     resume: bool = opt(True, "resume from the last checkpoint in output_dir/checkpoints if there is one")
@@ -155,6 +157,8 @@ def build_model(cfg: TrainConfig, device: str, dtype):
     from prompt_recovery import models
 
     base, tok, source = models.load_base(cfg.model, device, dtype)
+    # no KV cache in training: it is never read, and with one transformers detects packed rows from position_ids
+    base.config.use_cache = False
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
@@ -184,6 +188,32 @@ def precision_flags(precision: str, device: str) -> tuple[dict, str]:
     if precision == "fp16":
         return {"fp16": True}, "float32"
     return {}, "float32"
+
+
+def make_collator(tok, packing: bool, pad_to_multiple_of: int | None):
+    """Batches of examples: packed into one row (no padding) or right-padded with masked labels."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if packing:
+        # position_ids restart at 0 for each example; transformers builds a block-diagonal causal mask from them
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of or None)
+
+
+def total_steps(n_examples: int, args) -> int:
+    """Optimiser updates the Trainer will run: max_steps, or epochs x updates per epoch."""
+    if args.max_steps and args.max_steps > 0:
+        return int(args.max_steps)
+    batches = math.ceil(n_examples / (args.per_device_train_batch_size * max(1, args.world_size)))
+    per_epoch = max(1, math.ceil(batches / args.gradient_accumulation_steps))
+    return max(1, math.ceil(per_epoch * args.num_train_epochs))
+
+
+def warmup_steps(ratio: float, total: int) -> int:
+    """Warm-up steps for a warm-up `ratio` of `total` updates (0 for ratio 0)."""
+    if not 0 <= ratio < 1:
+        raise UserError(f"train: warmup_ratio must be in [0, 1), not {ratio}")
+    return math.ceil(ratio * total)
 
 
 # ---------------------------------------------------------------- outputs
@@ -253,7 +283,7 @@ class TrainResult:
 def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     """Fine-tune and write the adapter directory; `callbacks` are extra transformers TrainerCallbacks."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, TrainingArguments, set_seed
 
     from prompt_recovery import models
     from prompt_recovery.prompting import get_format
@@ -294,7 +324,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=max(1, cfg.per_device_train_batch_size),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=0,
         weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy=strategy if has_val else "no", eval_steps=cfg.eval_steps,
@@ -304,8 +334,10 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         dataloader_pin_memory=device != "cpu", disable_tqdm=False, ddp_find_unused_parameters=False,
         **flags,
     )
-    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100,
-                                      pad_to_multiple_of=cfg.pad_to_multiple_of or None)
+    # warm-up as a whole number of steps: transformers < 5 reads a float warmup_steps as 0 steps and
+    # >= 5 deprecates warmup_ratio, so the ratio is resolved here, the same way on every version
+    args.warmup_steps = warmup_steps(cfg.warmup_ratio, total_steps(len(train_ds), args))
+    collator = make_collator(tok, cfg.packing, cfg.pad_to_multiple_of)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                       data_collator=collator, callbacks=[jsonl_logger(out / "train_log.jsonl"), *callbacks])
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
@@ -329,7 +361,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         elapsed = time.time() - t0
         run = {"examples": len(train_ds), "tokens": train_ds.token_count(), "val_examples": len(val_ds or []),
                "hardware": _hardware(), "train_seconds": round(elapsed, 1), "precision": flags or {"fp32": True},
-               "global_steps": trainer.state.global_step, "metrics": {k: _num(v) for k, v in metrics.items()},
+               "global_steps": trainer.state.global_step, "warmup_steps": args.warmup_steps, "metrics": {k: _num(v) for k, v in metrics.items()},
                "world_size": args.world_size, "base_source": source}
         atomic_write_text(out / "train_summary.json", json.dumps(run, indent=2) + "\n")
         write_model_card(out, cfg, run)

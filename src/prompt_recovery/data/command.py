@@ -4,6 +4,9 @@
     prompt-recovery data clean  --input ../shared/data/public_triples/train.csv --id-prefix train --output runs/data/train.clean.jsonl
     prompt-recovery data clean  --eval --input ../shared/data/public_triples/dev.csv --id-prefix dev --output runs/data/dev.clean.jsonl
     prompt-recovery data split  --input runs/data/train.clean.jsonl --output runs/data/splits --fractions 0.9 0.05 0.05
+    prompt-recovery data split  --by instruction --input runs/data/all.clean.jsonl --output runs/data/heldout --split-names train dev heldout --fractions 0.8 0.05 0.15
+    prompt-recovery data split  --by source --holdout-sources gemma1000.csv --split-names train heldout --fractions 0.5 0.5 ...
+    prompt-recovery data exclude --input synthetic.csv --clusters runs/data/heldout/clusters.json --exclude-splits heldout --output runs/data/synthetic.kept.jsonl
     prompt-recovery data card   --input runs/data/train.clean.jsonl
     prompt-recovery data noise  --input runs/data/dev.clean.jsonl --typo-rate 0.05 --output runs/data/dev.typos.jsonl
 
@@ -24,7 +27,7 @@ from pathlib import Path
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 
-ACTIONS = ("import", "clean", "split", "card", "noise")
+ACTIONS = ("import", "clean", "split", "card", "noise", "exclude")
 
 
 @dataclass
@@ -52,14 +55,28 @@ class DataConfig:
                                  default_factory=lambda: [0.9, 0.05, 0.05])
     split_names: list[str] = opt(None, "split: names of the splits", default_factory=lambda: ["train", "dev", "test"])
     seed: int = opt(0, "split: random seed")
+    by: str = opt("original", "split: what the splits are disjoint by: original (text), instruction (clusters of "
+                  "instructions, originals disjoint too) or source (--holdout-sources)",
+                  choices=("original", "instruction", "source"))
+    cluster_file: str | None = opt(None, "split --by instruction: JSON instruction -> cluster id used where it matches "
+                                   "(e.g. pedromb_prompt_to_cluster.json); other instructions are clustered by embeddings")
+    cluster_size: int = opt(8, "split --by instruction: about this many distinct instructions per embedding cluster")
+    holdout_sources: list[str] | None = opt(None, "split --by source: the source values held out")
+    clusters: str | None = opt(None, "exclude: the clusters.json a `split --by instruction` wrote")
+    exclude_splits: list[str] | None = opt(None, "exclude: drop rows whose instruction falls in these splits' clusters",
+                                           default_factory=lambda: ["test"])
     format: str = opt("jsonl", "split: output file format", choices=("jsonl", "csv", "parquet"))
     typo_rate: float = opt(0.05, "noise: per-letter typo rate injected into original_text and rewritten_text")
 
     def validate(self) -> None:
         if not self.input:
             raise UserError(f"data {self.action}: give --input FILE [FILE ...]")
-        if self.action in ("import", "clean", "split", "noise") and not self.output:
+        if self.action in ("import", "clean", "split", "noise", "exclude") and not self.output:
             raise UserError(f"data {self.action}: give --output")
+        if self.action == "exclude" and not self.clusters:
+            raise UserError("data exclude: give --clusters (the clusters.json of a `data split --by instruction`)")
+        if self.action == "split" and self.by == "source" and not self.holdout_sources:
+            raise UserError("data split --by source: give --holdout-sources NAME [NAME ...]")
 
     def filters(self):
         from prompt_recovery.data.clean import Filters
@@ -116,15 +133,42 @@ def run(cfg: DataConfig) -> int:
         print(f"{report['rows_in']} rows in, {report['preambles_stripped']} preambles stripped, dropped: {d}; "
               f"{report['rows_out']} rows out -> {cfg.output}")
         return 0
-    if cfg.action == "split":
-        from prompt_recovery.data.split import split_by_original
+    if cfg.action == "exclude":
+        from prompt_recovery.data.split import exclude_clusters
 
-        parts = split_by_original(df, cfg.fractions, cfg.split_names, cfg.seed)
+        try:
+            info = json.loads(Path(cfg.clusters).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"--clusters {cfg.clusters}: cannot read it ({e})") from None
+        if not isinstance(info, dict) or "centroids" not in info or "clusters" not in info:
+            raise UserError(f"--clusters {cfg.clusters} is not a clusters.json written by `data split --by instruction`")
+        kept, out_rows = exclude_clusters(df, info, cfg.exclude_splits)
+        write_table(kept, cfg.output)
+        write_table(out_rows, sibling(cfg.output, ".excluded.jsonl"))
+        print(f"{len(df)} rows in, {len(out_rows)} with an instruction in the clusters of "
+              f"{', '.join(cfg.exclude_splits)} excluded; {len(kept)} rows out -> {cfg.output}")
+        return 0
+    if cfg.action == "split":
+        from prompt_recovery.data.split import split_by_instruction, split_by_original, split_by_source
+
         out = Path(cfg.output)
+        if cfg.by == "instruction":
+            parts, info = split_by_instruction(df, cfg.fractions, cfg.split_names, cfg.seed,
+                                               cluster_file=cfg.cluster_file, cluster_size=cfg.cluster_size)
+            atomic_write_text(out / "clusters.json", json.dumps(info) + "\n")
+            extra = {k: v for k, v in info.items() if k != "centroids"}
+        elif cfg.by == "source":
+            parts, extra = split_by_source(df, cfg.holdout_sources, cfg.split_names)
+        else:
+            parts = split_by_original(df, cfg.fractions, cfg.split_names, cfg.seed)
+            extra = {"by": "original_text", "seed": cfg.seed, "fractions": list(cfg.fractions)}
         for name, part in parts.items():
             write_table(part, out / f"{name}.{cfg.format}")
-            print(f"{name}: {len(part)} rows, {part['original_text'].nunique()} originals -> {out / f'{name}.{cfg.format}'}")
-        write_card(df, out / "README.md", title=out.name, splits=parts,
-                   extra={"split": {"by": "original_text", "seed": cfg.seed, "fractions": list(cfg.fractions)}})
+            print(f"{name}: {len(part)} rows, {part['original_text'].nunique()} originals, "
+                  f"{part['rewrite_prompt'].nunique()} instructions -> {out / f'{name}.{cfg.format}'}")
+        for name, n in (extra.get("dropped_shared_originals") or {}).items():
+            if n:
+                print(f"{name}: {n} rows dropped because their original is in a later split")
+        write_card(df, out / "README.md", title=out.name, splits=parts, extra={"split": extra})
         return 0
     raise UserError(f"unknown action {cfg.action!r}")

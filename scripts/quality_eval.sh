@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Score one recovery model on the three quality measures of docs/quality.md, same rows for every model:
+#   bash scripts/quality_eval.sh ADAPTER NAME [MODEL=smollm2-135m]
+# - heldout: instruction-disjoint held-out split of the public data (runs/data/isplit/heldout_unseen.jsonl,
+#   built by scripts/quality_data.sh; whole instruction clusters and their originals never trained on)
+# - dev: the public dev split (shares its prompt style with train: overstates quality)
+# - suite: the project's instruction-family suite (family accuracy)
+# Writes runs/pred/NAME_{heldout,dev,suite}.csv and runs/eval/NAME_{heldout,dev,suite}/report.{json,md}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADAPTER=${1:?adapter directory (or default / none)}
+NAME=${2:?a name for this model}
+MODEL=${3:-smollm2-135m}
+PR=".venv/bin/prompt-recovery"
+mkdir -p runs/pred runs/eval
+declare -A TRUTH=([heldout]=runs/data/isplit/heldout_unseen.jsonl [dev]=runs/data/dev.clean.jsonl [suite]=suite)
+for part in heldout dev suite; do
+  $PR predict "${TRUTH[$part]}" -o "runs/pred/${NAME}_$part.csv" --model "$MODEL" --adapter "$ADAPTER"
+  $PR evaluate "runs/pred/${NAME}_$part.csv" --truth "${TRUTH[$part]}" -d "runs/eval/${NAME}_$part" --no-plots \
+      --constants "" | head -2
+done

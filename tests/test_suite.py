@@ -1,0 +1,67 @@
+"""The instruction-family suite: its contents, the bundled examples taken from it, family accuracy."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from prompt_recovery.categories import categorize
+from prompt_recovery.suite import EXAMPLE_IDS, FAMILY_CATEGORY, family_accuracy, load_examples, load_suite
+
+
+def test_suite_covers_at_least_12_families_with_six_triples_each():
+    rows = load_suite()
+    fams = pd.Series([r["family"] for r in rows]).value_counts()
+    assert len(rows) >= 60 and len(fams) >= 12 and fams.min() >= 6, fams
+    assert set(fams.index) == set(FAMILY_CATEGORY)
+    for r in rows:
+        assert set(r) == {"id", "family", "original_text", "rewrite_prompt", "rewritten_text"}
+        assert all(isinstance(v, str) and v.strip() for v in r.values())
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert len({r["original_text"] for r in rows}) == len(rows)
+
+
+def test_every_true_instruction_is_in_its_familys_category():
+    bad = [(r["id"], r["rewrite_prompt"], categorize(r["rewrite_prompt"])) for r in load_suite()
+           if categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]]
+    assert not bad
+
+
+def test_bundled_examples_come_from_the_suite():
+    ex = load_examples()
+    assert [r["id"] for r in ex] == list(EXAMPLE_IDS)
+    suite = {r["id"]: r for r in load_suite()}
+    assert all(suite[r["id"]] == r for r in ex)
+
+
+def test_family_accuracy_counts_category_matches_per_family():
+    truth = [{"rewrite_prompt": "Summarize this.", "family": "summarise"},
+             {"rewrite_prompt": "Give me the gist in one line.", "family": "summarise"},
+             {"rewrite_prompt": "Turn this into a tweet.", "family": "social_post"}]
+    preds = ["Write a short summary of the text.", "Rewrite it as a poem.", "Make it a Twitter post."]
+    acc = family_accuracy(preds, truth)
+    assert acc["n"] == 3 and acc["correct"] == 2 and acc["accuracy"] == pytest.approx(2 / 3)
+    assert acc["families"]["summarise"] == {"accuracy": 0.5, "n": 2, "correct": 1}
+    assert acc["families"]["social_post"]["accuracy"] == 1.0
+    with pytest.raises(ValueError):
+        family_accuracy(preds[:2], truth)
+
+
+def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path):
+    from prompt_recovery.evaluate import EvaluateConfig, evaluate
+    from prompt_recovery.metrics import Embedder
+
+    rows = load_suite()
+    # predict the truth for the summarise family, a constant poem instruction elsewhere
+    preds = [r["rewrite_prompt"] if r["family"] == "summarise" else "Rewrite this as a poem." for r in rows]
+    p = tmp_path / "pred.csv"
+    pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": preds}).to_csv(p, index=False)
+    rep = evaluate(EvaluateConfig(predictions=str(p), truth="suite", output_dir=str(tmp_path / "ev"), bootstrap=0,
+                                  plots=False), embedder=Embedder.load("minilm"))
+    fam = rep["family_accuracy"]
+    style = sum(1 for r in rows if FAMILY_CATEGORY[r["family"]] == "change_style")
+    summ = sum(1 for r in rows if r["family"] == "summarise")
+    assert fam["correct"] == style + summ and fam["n"] == len(rows)
+    assert fam["families"]["summarise"]["accuracy"] == 1.0 and fam["families"]["formal"]["accuracy"] == 0.0
+    assert "Family accuracy" in (tmp_path / "ev" / "report.md").read_text()
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["family_accuracy"]["n"] == len(rows)

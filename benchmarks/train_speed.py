@@ -1,6 +1,11 @@
 """Training throughput and model-FLOPs utilisation (MFU) of the default LoRA preset on this machine.
 
-    python benchmarks/train_speed.py --data ../shared/data/public_triples/train.csv --steps 20
+    python benchmarks/train_speed.py --data ../shared/data/public_triples/train.csv --steps 20 [--all]
+
+Measures, in one run, the previous default path (bf16 autocast, one padded example per
+micro-batch x 4 accumulation steps) and the preset's current settings (and with --all the other
+candidates: fp32/bf16 x padded/packed), then prints `speedup X` (new over previous tokens/s) and
+`mfu X` as the last two lines.
 
 Trains `configs/smollm2-135m-cpu.yaml` (overridable) for a fixed number of optimiser steps on
 real rows and prints tokens/s (real, unpadded tokens), peak RSS and, as the last line,
@@ -45,37 +50,33 @@ def non_embedding_params(model) -> int:
     return total
 
 
-def main() -> None:
+# the default path before the throughput work: bf16 autocast, one example per micro-batch, padded
+PREVIOUS_DEFAULT = {"precision": "bf16", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
+                    "packing": False}
+# what else --all measures (same 4 examples per optimiser update, so the same computation)
+CANDIDATES = {
+    "fp32, 1x4 padded": {"precision": "fp32", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
+                         "packing": False},
+    "bf16, 4 packed x1": {"precision": "bf16", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                          "packing": True},
+    "fp32, 4 packed x1": {"precision": "fp32", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                          "packing": True},
+}
+
+
+def measure(values: dict, steps: int) -> dict:
+    """Train `steps` + 1 optimiser steps with `values`; tokens/s (real tokens) from step 2 on, achieved FLOP/s."""
     from transformers import TrainerCallback
 
-    from prompt_recovery.config import load_yaml, make_config
+    from prompt_recovery import train as train_mod
+    from prompt_recovery.config import make_config
     from prompt_recovery.train import TrainConfig, train
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/public_triples/train.csv")
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs/smollm2-135m-cpu.yaml"))
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--precision", default=None, help="override the preset's precision (fp32 or bf16)")
-    ap.add_argument("--batch-size", type=int, default=None)
-    args = ap.parse_args()
-
-    peaks = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
-    best_dtype = max(peaks, key=peaks.get)
-    print(f"dense matmul peak: fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
-
-    values = load_yaml(args.config)
-    values.update(train_data=args.data, max_steps=args.steps + 1, eval_steps=None, val_fraction=0.01,
-                  max_val_rows=1, output_dir=tempfile.mkdtemp(prefix="train_speed_"), logging_steps=1000,
-                  max_train_rows=(args.steps + 1) * 16, resume=False, typo_rate=0.0)
-    if args.precision:
-        values["precision"] = args.precision
-    if args.batch_size:
-        values["per_device_train_batch_size"] = args.batch_size
     cfg = make_config(TrainConfig, values)
 
     class Timer(TrainerCallback):
         def __init__(self):
-            self.t, self.tokens, self.start, self.n_params = None, 0, None, None
+            self.tokens, self.start, self.n_params = 0, None, None
 
         def on_train_begin(self, a, state, control, model=None, **kw):
             self.n_params = non_embedding_params(model.get_base_model() if hasattr(model, "get_base_model") else model)
@@ -86,8 +87,6 @@ def main() -> None:
                 self.tokens = 0
 
     timer = Timer()
-    from prompt_recovery import train as train_mod
-
     orig_getitem = train_mod.RecoveryDataset.__getitem__
 
     def counting_getitem(self, i):
@@ -96,19 +95,63 @@ def main() -> None:
         return ex
 
     train_mod.RecoveryDataset.__getitem__ = counting_getitem
-    res = train(cfg, callbacks=[timer])
+    try:
+        res = train(cfg, callbacks=[timer])
+    finally:
+        train_mod.RecoveryDataset.__getitem__ = orig_getitem
     elapsed = time.perf_counter() - timer.start
     # tokens counted from step 2 on (the dataloader fetches one batch ahead: close enough over many steps)
     tok_s = timer.tokens / elapsed
-    achieved = 4 * timer.n_params * tok_s
+    return {"tok_s": tok_s, "flops": 4 * timer.n_params * tok_s, "n_params": timer.n_params,
+            "loss": res.metrics.get("train_loss", float("nan")), "cfg": cfg}
+
+
+def main() -> None:
+    from prompt_recovery.config import load_yaml
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/public_triples/train.csv")
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs/smollm2-135m-cpu.yaml"))
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--all", action="store_true", help="also measure the other candidates (precision x packing)")
+    args = ap.parse_args()
+
+    import os
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    flags = open("/proc/cpuinfo").read()
+    native_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    print(f"CPU: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+          f"native bf16: {'yes' if native_bf16 else 'no'}")
+    peaks = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
+    best_dtype = max(peaks, key=peaks.get)
+    print(f"dense matmul peak: fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
+
+    preset = load_yaml(args.config)
+    common = dict(train_data=args.data, max_steps=args.steps + 1, eval_steps=None, val_fraction=0.01,
+                  max_val_rows=1, logging_steps=1000, max_train_rows=(args.steps + 1) * 16, resume=False,
+                  typo_rate=0.0)
+    runs = {"previous default (bf16, 1x4 padded)": {**preset, **PREVIOUS_DEFAULT}}
+    if args.all:
+        runs.update({k: {**preset, **v} for k, v in CANDIDATES.items()})
+    runs["new default (the preset)"] = dict(preset)
+    results = {}
+    for name, values in runs.items():
+        values = {**values, **common, "output_dir": tempfile.mkdtemp(prefix="train_speed_")}
+        r = results[name] = measure(values, args.steps)
+        c = r["cfg"]
+        print(f"{name}: precision {c.precision}, batch {c.per_device_train_batch_size}x{c.gradient_accumulation_steps}"
+              f"{' packed' if c.packing else ''}: tokens/s {r['tok_s']:.1f}, {r['flops'] / 1e9:.1f} GFLOP/s, "
+              f"train loss {r['loss']:.3f}", flush=True)
+    new, old = results["new default (the preset)"], results["previous default (bf16, 1x4 padded)"]
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"precision {cfg.precision}, batch {cfg.per_device_train_batch_size}x{cfg.gradient_accumulation_steps}, "
-          f"{args.steps} timed steps, N = {timer.n_params / 1e6:.1f}M non-embedding params")
-    print(f"tokens/s {tok_s:.1f}")
-    print(f"achieved {achieved / 1e9:.1f} GFLOP/s (4*N per token); best matmul {peaks[best_dtype] / 1e9:.0f} GFLOP/s "
+    print(f"N = {new['n_params'] / 1e6:.1f}M non-embedding params, {args.steps} timed steps each; peak RSS {rss_gb:.2f} GB")
+    print(f"achieved {new['flops'] / 1e9:.1f} GFLOP/s (4*N per token); best matmul {peaks[best_dtype] / 1e9:.0f} GFLOP/s "
           f"({best_dtype})")
-    print(f"peak RSS {rss_gb:.2f} GB; train loss {res.metrics.get('train_loss', float('nan')):.3f}")
-    print(f"mfu {achieved / peaks[best_dtype]:.3f}")
+    print(f"speedup {new['tok_s'] / old['tok_s']:.2f}")
+    print(f"mfu {new['flops'] / peaks[best_dtype]:.3f}")
 
 
 if __name__ == "__main__":

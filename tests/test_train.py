@@ -258,3 +258,20 @@ def test_packed_training_lowers_loss_and_changes_only_lora_weights(tmp_path):
     fresh, _ = models.tiny_random("mistral")
     sd = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in res.model.state_dict().items()}
     assert all(torch.equal(sd[n], w) for n, w in fresh.state_dict().items())
+
+
+def test_auto_precision_on_cpu_follows_what_is_fast_here(monkeypatch):
+    from prompt_recovery import hardware
+    from prompt_recovery.train import precision_flags
+
+    assert hardware.native_bf16({"avx2", "avx512_bf16"}) and hardware.native_bf16({"amx_bf16"})
+    assert not hardware.native_bf16({"avx2", "fma", "avx512f"})
+    hardware.bf16_faster_than_fp32.cache_clear()
+    monkeypatch.setattr(hardware, "native_bf16", lambda flags=None: False)
+    assert hardware.bf16_faster_than_fp32() is False  # no native bf16: not even measured
+    hardware.bf16_faster_than_fp32.cache_clear()
+    monkeypatch.setattr(hardware, "bf16_faster_than_fp32", lambda: False)
+    assert precision_flags("auto", "cpu") == ({}, "float32")
+    monkeypatch.setattr(hardware, "bf16_faster_than_fp32", lambda: True)
+    assert precision_flags("auto", "cpu") == ({"bf16": True}, "float32")
+    assert precision_flags("fp32", "cpu") == ({}, "float32")

@@ -145,14 +145,9 @@ _AVX512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from prompt_recovery.hardware import cpu_flags
+
+    return set(cpu_flags())
 
 
 def openblas_coretype() -> str | None:

@@ -1,0 +1,59 @@
+"""What this machine's CPU can do, read once from /proc/cpuinfo.
+
+    python -c "from prompt_recovery.hardware import native_bf16; print(native_bf16())"
+
+Used to pick kernels and precisions that are fast here: OpenBLAS's AVX-512 kernels for
+llama.cpp (`backends.openblas_coretype`) and bf16 autocast for CPU training only where the CPU
+computes bf16 natively (`train.precision_flags`): without AVX512_BF16 or AMX, PyTorch emulates
+bf16 matmuls and training runs many times slower than fp32 (docs/speed.md).
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of the first processor in /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(flags=None) -> bool:
+    """True where the CPU has bf16 matrix instructions (AVX512_BF16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_faster_than_fp32(seconds: float = 0.15) -> bool:
+    """True where bf16 matmuls at a small model's training shapes beat fp32 on this CPU, measured once.
+
+    Native bf16 instructions are necessary but not sufficient: on a Xeon with AVX512_BF16 but no
+    AMX, PyTorch's bf16 matmul ran at about half the fp32 rate (docs/speed.md). CPUs without
+    native bf16 are not measured (emulated bf16 is always slower).
+    """
+    if not native_bf16():
+        return False
+    import time
+
+    import torch
+
+    def rate(dtype) -> float:
+        a, b = torch.randn(512, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+    return rate(torch.bfloat16) > 1.1 * rate(torch.float32)

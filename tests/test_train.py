@@ -275,3 +275,39 @@ def test_auto_precision_on_cpu_follows_what_is_fast_here(monkeypatch):
     monkeypatch.setattr(hardware, "bf16_faster_than_fp32", lambda: True)
     assert precision_flags("auto", "cpu") == ({"bf16": True}, "float32")
     assert precision_flags("fp32", "cpu") == ({}, "float32")
+
+
+def test_target_logit_loss_equals_the_full_loss_with_the_same_gradients():
+    """Logits only at the instruction positions: the same loss and LoRA gradients as the model's own loss."""
+    from peft import LoraConfig, get_peft_model
+
+    from prompt_recovery.train import make_collator, target_logit_loss, target_positions
+
+    torch.manual_seed(0)
+    base, tok = models.tiny_random("llama")
+    base.config.use_cache = False
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False)).float()
+    rows = load_rows(TOY)[:3]
+    ds = RecoveryDataset(rows, tok, get_format("chat", 64, tok), 128)
+    batch = make_collator(tok, False, 32)([ds[i] for i in range(len(ds))])
+    keep = target_positions(batch["labels"])
+    n_labels = int((batch["labels"] != -100).sum())
+    assert 0 < len(keep) < batch["labels"].shape[1] // 2  # most positions are prompt: their logits are skipped
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    full = model(**batch).loss
+    g_full = grads(full)
+    mine, out = target_logit_loss(model, batch)
+    assert out.logits.shape[1] == len(keep)
+    g_mine = grads(mine)
+    assert mine.item() == pytest.approx(full.item(), rel=1e-5)
+    for n in g_full:
+        torch.testing.assert_close(g_mine[n], g_full[n], rtol=1e-4, atol=1e-6)
+    # with gradient accumulation the Trainer passes the token count of all micro-batches
+    summed, _ = target_logit_loss(model, batch, num_items_in_batch=2 * n_labels)
+    assert summed.item() == pytest.approx(full.item() / 2, rel=1e-5)

@@ -69,6 +69,9 @@ class TrainConfig:
     typo_fraction: float = opt(0.5, "share of training examples that get typos when typo_rate > 0")
     bpe_dropout: float = opt(0.0, "BPE-dropout probability for training tokenisation (0 = off)")
     pad_to_multiple_of: int = opt(32, "pad batches to a multiple of this length (fewer shapes, steadier memory)")
+    target_logits_only: bool = opt(True, "compute LM-head logits only where the loss needs them (the instruction "
+                                   "tokens): the same loss and gradients, without a vocabulary-sized matmul and "
+                                   "softmax for every prompt token")
     packing: bool = opt(False, "pack the examples of a micro-batch into one sequence (position ids restart per "
                         "example, attention stays within it): no compute on padding")
     seed: int = opt(42, "random seed")
@@ -194,6 +197,56 @@ def precision_flags(precision: str, device: str) -> tuple[dict, str]:
     if precision == "fp16":
         return {"fp16": True}, "float32"
     return {}, "float32"
+
+
+def target_positions(labels):
+    """Sequence positions whose logits predict a labelled token (label at position + 1 is not -100).
+
+    The union over the batch, sorted: one index tensor for `logits_to_keep`.
+    """
+    import torch
+
+    valid = labels[:, 1:] != -100
+    return torch.nonzero(valid.any(dim=0)).flatten()
+
+
+def target_logit_loss(model, inputs, num_items_in_batch=None):
+    """Causal-LM loss computed from the logits of the target positions only (`target_positions`).
+
+    Equal to the model's own loss with `labels` (mean over labelled tokens, or their sum divided by
+    `num_items_in_batch` when the Trainer accumulates gradients over micro-batches).
+    """
+    import torch
+
+    labels = inputs["labels"]
+    keep = target_positions(labels)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    out = model(**model_inputs, logits_to_keep=keep, use_cache=False)
+    logits = out.logits.float()  # (batch, len(keep), vocab)
+    targets = labels[:, keep + 1]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=-100, reduction="sum")
+    n = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    if torch.is_tensor(n):
+        n = n.to(loss.device)
+    return loss / n, out
+
+
+def target_logits_trainer():
+    """A transformers Trainer whose training loss uses `target_logit_loss`."""
+    from transformers import Trainer
+
+    class TargetLogitsTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "labels" not in inputs or "position_ids" in inputs:  # packed rows: keep the standard path
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, out = target_logit_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss scales its own loss: num_items_in_batch counts every process's tokens
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            return (loss, out) if return_outputs else loss
+
+    return TargetLogitsTrainer
 
 
 def make_collator(tok, packing: bool, pad_to_multiple_of: int | None):
@@ -344,8 +397,9 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     # >= 5 deprecates warmup_ratio, so the ratio is resolved here, the same way on every version
     args.warmup_steps = warmup_steps(cfg.warmup_ratio, total_steps(len(train_ds), args))
     collator = make_collator(tok, cfg.packing, cfg.pad_to_multiple_of)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                      data_collator=collator, callbacks=[jsonl_logger(out / "train_log.jsonl"), *callbacks])
+    trainer_cls = target_logits_trainer() if cfg.target_logits_only else Trainer
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
+                          data_collator=collator, callbacks=[jsonl_logger(out / "train_log.jsonl"), *callbacks])
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
     if resume:
         print(f"train: resuming from {resume}")

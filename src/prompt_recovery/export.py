@@ -23,6 +23,8 @@ class ExportConfig:
     model: str = opt("smollm2-135m", "base model the adapter was trained on")
     output_dir: str = opt("runs/merged", "where the merged model is written")
     dtype: str = opt("float32", "dtype of the saved weights: float32, bfloat16 or float16")
+    push_to_hub: str | None = opt(None, "then upload the output folder (model + card) to this Hugging Face Hub "
+                                  "model repo, OWNER/NAME")
 
 
 def export(cfg: ExportConfig) -> Path:
@@ -46,6 +48,10 @@ def export(cfg: ExportConfig) -> Path:
     meta = Path(adapter) / models.ADAPTER_META
     if meta.is_file():
         shutil.copy(meta, tmp / models.ADAPTER_META)
+    from prompt_recovery.card import render_merged_card
+    from prompt_recovery.schema import atomic_write_text
+
+    atomic_write_text(tmp / "README.md", render_merged_card(out, cfg.model, adapter, cfg.dtype, cfg.push_to_hub))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -53,6 +59,14 @@ def export(cfg: ExportConfig) -> Path:
 
 
 def run(cfg: ExportConfig) -> int:
+    if cfg.push_to_hub:
+        from prompt_recovery.hub import check_repo_id
+
+        check_repo_id(cfg.push_to_hub)  # before the merge
     out = export(cfg)
     print(f"merged model written to {out}")
+    if cfg.push_to_hub:
+        from prompt_recovery.hub import push_folder
+
+        print(f"uploaded: {push_folder(out, cfg.push_to_hub)}")
     return 0

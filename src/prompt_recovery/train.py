@@ -77,6 +77,8 @@ class TrainConfig:
     seed: int = opt(42, "random seed")
     device: str = opt("auto", "auto, cpu or cuda")
     resume: bool = opt(True, "resume from the last checkpoint in output_dir/checkpoints if there is one")
+    push_to_hub: str | None = opt(None, "then upload the output folder (adapter + card, without checkpoints/) to "
+                                  "this Hugging Face Hub model repo, OWNER/NAME")
 
     def validate(self):
         if not self.train_data:
@@ -427,6 +429,10 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         write_model_card(out, cfg, run)
         print(f"train: adapter written to {out} in {elapsed / 60:.1f} min "
               f"(eval_loss {metrics.get('eval_loss', float('nan')):.4f})")
+    if cfg.push_to_hub and trainer.is_world_process_zero():
+        from prompt_recovery.hub import push_folder
+
+        print(f"train: uploaded to {push_folder(out, cfg.push_to_hub)}")
     return TrainResult(out, trainer.model, metrics)
 
 

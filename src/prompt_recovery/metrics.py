@@ -26,6 +26,7 @@ Definitions (every metric compares one prediction with one true instruction per 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -118,6 +119,28 @@ def minilm_path() -> Path:
     return path
 
 
+@contextlib.contextmanager
+def hub_offline():
+    """HF_HUB_OFFLINE=1 (and huggingface_hub's copy of it, read at its import) inside the block only;
+    a value the user set is left as it is."""
+    import huggingface_hub.constants as hc
+
+    had_env = "HF_HUB_OFFLINE" in os.environ
+    old_const = getattr(hc, "HF_HUB_OFFLINE", None)
+    if not had_env:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        if old_const is not None:
+            hc.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if not had_env:
+            if os.environ.get("HF_HUB_OFFLINE") == "1":
+                del os.environ["HF_HUB_OFFLINE"]
+            if old_const is not None:
+                hc.HF_HUB_OFFLINE = old_const
+
+
 class Embedder:
     """A sentence-transformers model; `encode` returns L2-normalised float32 rows."""
 
@@ -127,7 +150,11 @@ class Embedder:
 
     @classmethod
     def load(cls, name: str = "minilm", device: str = "cpu") -> "Embedder":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with hub_offline():  # only while the embedder loads: later hub loads in this process are not affected
+            return cls._load(name, device)
+
+    @classmethod
+    def _load(cls, name: str, device: str) -> "Embedder":
         from sentence_transformers import SentenceTransformer
 
         if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):

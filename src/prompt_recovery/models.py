@@ -134,8 +134,8 @@ def _cached_hf_dir(preset: Preset) -> Path:
 
     gguf = gguf_path(preset)
     log.info("converting %s to %s (once)", gguf.name, target)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     # the weights are already float: drop the GGUF quantizer so the model saves as plain safetensors
     for attr in ("hf_quantizer", "quantization_method"):
         if hasattr(model, attr):
@@ -285,8 +285,30 @@ def _is_cached(repo_id: str) -> bool:
         try_to_load_from_cache(repo_id, "adapter_config.json"), str)
 
 
+CUSTOM_CODE = ("models with custom code (auto_map in config.json or tokenizer_config.json) are not supported: "
+               "their Python files would run on this machine")
+
+
+def refuse_custom_code(folder: str | Path) -> None:
+    """A one-line UserError when a local model/adapter folder asks for its own Python code to be run."""
+    for name in ("config.json", "tokenizer_config.json", "adapter_config.json"):
+        f = Path(folder) / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # transformers reports unreadable files itself
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise UserError(f"{folder}: {CUSTOM_CODE}")
+
+
 def _from_pretrained(cls, source: str, name: str, **kw):
+    # never run code shipped with a model: transformers would otherwise ask on stdin and, on "y", import it
+    kw["trust_remote_code"] = False
     p = Path(source)
+    if p.is_dir():
+        refuse_custom_code(p)
     if p.suffix == ".gguf":
         kw["gguf_file"] = p.name
         source = str(p.parent)
@@ -299,6 +321,10 @@ def _from_pretrained(cls, source: str, name: str, **kw):
                             f" and pass --model DIR (or --adapter DIR for an adapter)")
     try:
         return cls.from_pretrained(source, **kw)
+    except ValueError as e:
+        if "trust_remote_code" in str(e) or "custom code" in str(e):
+            raise UserError(f"{source}: {CUSTOM_CODE}") from None
+        raise
     except OSError as e:
         if Path(source).exists():
             raise UserError(f"cannot load model from {source}: {str(e).splitlines()[0]}") from None
@@ -361,6 +387,7 @@ def write_adapter_meta(adapter_dir: str | Path, meta: dict) -> None:
 def _adapter_config(adapter: str) -> dict:
     p = Path(adapter) / "adapter_config.json"
     if p.is_file():
+        refuse_custom_code(adapter)
         return json.loads(p.read_text())
     from peft import PeftConfig
 

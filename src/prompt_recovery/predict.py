@@ -29,7 +29,7 @@ from pathlib import Path
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.schema import read_table, table_format, write_table
+from prompt_recovery.schema import check_output, read_table, table_format, write_table
 from prompt_recovery.search import SearchOptions, fingerprint_items
 
 log = logging.getLogger("prompt_recovery.predict")
@@ -210,11 +210,15 @@ def run(cfg: PredictConfig) -> int:
 
     from prompt_recovery.suite import resolve
 
-    df = read_pairs(resolve(cfg.input), cfg.limit)
-    if len(df) == 0:
-        raise UserError(f"{cfg.input} has no rows")
+    source = resolve(cfg.input)
     out = Path(cfg.output)
     side = sidecar_path(out)
+    # before any work: never overwrite the input, and a folder or unwritable place fails now, not after the model ran
+    check_output(out, [source, cfg.input], what=f"--output {out}")
+    check_output(side, [source, cfg.input], what=f"the resume file {side}", append=True)
+    df = read_pairs(source, cfg.limit)
+    if len(df) == 0:
+        raise UserError(f"{cfg.input} has no rows")
     preds = predict_frame(df, cfg, sidecar=side)
     assert len(preds) == len(df) and all(p and p.strip() for p in preds)
     write_table(pd.DataFrame({"id": df["id"].tolist(), "rewrite_prompt": preds}), out)

@@ -24,13 +24,15 @@ other, so both stay represented. A truncated text keeps its beginning and ends w
 
 Post-processing (`postprocess`) turns generated text into one clean instruction: it strips
 assistant preambles ("Sure, here is the instruction:", "The instruction was to ..."),
-labels, quotes and markdown, keeps the first line, caps the length at 300 characters,
-and never returns an empty string: it falls back to `DEFAULT_INSTRUCTION`.
+labels, quotes and markdown, removes control and invisible format characters (NUL, ESC, BEL,
+backspace, bidi overrides such as U+202E, ...), keeps the first line, caps the length at 300
+characters, and never returns an empty string: it falls back to `DEFAULT_INSTRUCTION`.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 from prompt_recovery.errors import UserError
@@ -151,11 +153,38 @@ _TO_CLAUSE = re.compile(r"^\s*(?:the\s+)?(?:instruction|prompt)\s+(?:was|is)\s+t
 _QUOTES = "\"'`“”‘’«»"
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_KEEP_FORMAT = {"\u200c", "\u200d"}  # zero-width (non-)joiners: part of how some scripts and emoji are written
+
+
+def _is_control(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat in ("Cc", "Cs") or (cat == "Cf" and ch not in _KEEP_FORMAT)
+
+
+def strip_controls(text: str) -> str:
+    """`text` without control characters (NUL, ESC, BEL, backspace, DEL, C1 codes), lone surrogates and
+    invisible format characters (bidi overrides such as U+202E, zero-width spaces, BOM). Tabs become
+    spaces; line breaks are kept, as line breaks."""
+    if text.isprintable():
+        return text
+    text = _ANSI.sub("", text)  # whole terminal escape sequences, not just their ESC
+    out = []
+    for ch in text:
+        if ch in "\n\r\u2028\u2029":
+            out.append("\n")
+        elif ch in "\t\v\f":
+            out.append(" ")
+        elif not _is_control(ch):
+            out.append(ch)
+    return "".join(out)
+
+
 def postprocess(text: str | None, fallback: str = DEFAULT_INSTRUCTION) -> str:
     """One clean instruction line from raw generated text; never empty (see module docstring)."""
     if not text:
         return fallback
-    text = text.replace("**", "").replace("__", "")
+    text = strip_controls(text).replace("**", "").replace("__", "")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     out = ""
     for ln in lines:

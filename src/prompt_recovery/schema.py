@@ -9,8 +9,12 @@ them (case-insensitive) so every stage sees the canonical ones.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -31,10 +35,33 @@ COLUMN_ALIASES = {
     "source_file": "source", "model": "rewriter",
 }
 
+def _current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status).
+
+    Reading it with `os.umask(x); os.umask(old)` flips it for a moment, and a file another thread
+    (e.g. a server's model worker) creates in that moment gets the wrong permissions; where /proc is
+    missing it is read that way once, under a lock, and remembered."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    global _UMASK
+    with _UMASK_LOCK:
+        if _UMASK is None:
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+        return _UMASK
+
+
+_UMASK: int | None = None
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_current_umask()
 
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -72,9 +99,9 @@ def read_table(path: str | Path, required: Iterable[str] = (), map_columns: bool
     fmt = table_format(p)
     try:
         if fmt == "csv":
-            df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8")
+            df = _read_csv(p)
         elif fmt == "jsonl":
-            df = pd.read_json(p, lines=True, dtype=False)
+            df = _read_jsonl(p)
         else:
             df = pd.read_parquet(p)
     except UnicodeDecodeError as e:
@@ -90,6 +117,81 @@ def read_table(path: str | Path, required: Iterable[str] = (), map_columns: bool
     return df
 
 
+def _read_csv(p: Path):
+    """A CSV of text cells. A row with more fields than the header is an error naming its line (pandas would
+    silently take a first row with one field too many as an index column and shift every id)."""
+    import pandas as pd
+
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # texts longer than the 128 KiB default are fine
+    with p.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            while header is not None and not header:  # leading blank lines
+                header = next(reader, None)
+            if header is None:
+                return pd.DataFrame()
+            header = _unique_names(header)
+            rows = []
+            for row in reader:
+                if not row:
+                    continue  # a blank line
+                if len(row) > len(header):
+                    raise UserError(f"{p}:{reader.line_num}: {len(row)} fields, but the header has {len(header)}; "
+                                    "a field containing a comma, quote or line break must be in double quotes")
+                rows.append(row + [""] * (len(header) - len(row)))
+        except csv.Error as e:
+            raise UserError(f"{p}:{reader.line_num}: not valid CSV: {e}") from None
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names as pandas gives them: a repeated name gets .1, .2, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        new = name
+        while new in seen:
+            seen[name] += 1
+            new = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        seen.setdefault(new, 0)
+        out.append(new)
+    return out
+
+
+def _read_jsonl(p: Path):
+    """One JSON object per line, each value text, a number, true/false or null; anything else is an error
+    naming the line (no Python reprs of nested values in the data)."""
+    import pandas as pd
+
+    records = []
+    with p.open(encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{p}:{n}: not valid JSON ({e.msg} at character {e.colno})") from None
+            except RecursionError:
+                raise UserError(f"{p}:{n}: not valid JSON (nested too deeply)") from None
+            if not isinstance(rec, dict):
+                raise UserError(f"{p}:{n}: expected a JSON object {{\"column\": value, ...}}, got "
+                                f"{_json_kind(rec)}")
+            for key, value in rec.items():
+                if isinstance(value, (dict, list)):
+                    raise UserError(f"{p}:{n}: field {key!r} holds {_json_kind(value)}; expected text, a number "
+                                    "or null")
+            records.append(rec)
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
+
+
+def _json_kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
+
+
 def require_columns(df, required: Iterable[str], where: str | Path = "input") -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -101,8 +203,12 @@ def write_table(df, path: str | Path) -> Path:
     """Write atomically (temporary file in the same folder, then rename)."""
     p = Path(path)
     fmt = table_format(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    check_output(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
     os.close(fd)
     try:
         if fmt == "csv":
@@ -121,10 +227,76 @@ def write_table(df, path: str | Path) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    check_output(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.chmod(tmp, _umask_mode())
     os.replace(tmp, p)
     return p
+
+
+# ---------------------------------------------------------------- output guards
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_folder_writable(folder: Path, what: str) -> None:
+    """`folder` exists and can be written, or can be created: else a one-line UserError."""
+    folder = Path(os.path.abspath(folder))
+    probe = folder
+    while not probe.exists():  # the nearest existing ancestor must be a writable folder
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"cannot write {what}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what}: no permission to write in {probe}")
+
+
+def check_output(output: str | Path, inputs: Iterable[str | Path | None] = (), what: str | None = None,
+                 append: bool = False) -> Path:
+    """Fail fast, with one line, when `output` (a file to be written) is one of `inputs`, is a folder,
+    or cannot be written; call it before any expensive work."""
+    p = Path(output)
+    what = what or str(p)
+    for src in inputs:
+        if src is not None and (_same_file(p, Path(src)) or Path(os.path.abspath(p)) == Path(os.path.abspath(src))):
+            raise UserError(f"{what} is also an input file ({src}); write the output to another file")
+    if p.is_dir():
+        raise UserError(f"cannot write {what}: {p} is a folder; give a file name")
+    check_folder_writable(p.parent, what)
+    if append and p.exists() and not os.access(p, os.W_OK):
+        raise UserError(f"cannot write {what}: no permission to write {p}")
+    return p
+
+
+def check_output_dir(output_dir: str | Path, inputs: Iterable[str | Path | None] = (), written: Iterable[str] = (),
+                     what: str | None = None) -> Path:
+    """Fail fast when `output_dir` (a folder to write `written` files into) is an existing file, cannot be
+    written, is an input, holds an input, or would overwrite an input with one of the `written` names."""
+    d = Path(output_dir)
+    what = what or str(d)
+    if d.exists() and not d.is_dir():
+        raise UserError(f"cannot write {what}: {d} is a file, not a folder")
+    check_folder_writable(d, what)
+    names = set(written)
+    ad = Path(os.path.abspath(d))
+    for src in inputs:
+        if src is None:
+            continue
+        s = Path(os.path.abspath(src))
+        if s == ad or _same_file(d, Path(src)):
+            raise UserError(f"{what} is also an input ({src}); write the output to another folder")
+        if s.parent == ad and s.name in names:
+            raise UserError(f"{what} would overwrite the input {src}; write the output to another folder")
+    return d

@@ -292,6 +292,34 @@ def jsonl_logger(path: Path):
     return JsonlLogger()
 
 
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimiser step a checkpoint was saved at (trainer_state.json, else the folder name)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    try:
+        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the records of train_log.jsonl up to `step` (and no half-written line): a run resumed from the
+    checkpoint at `step` logs the later steps again; a fresh run (step 0) starts an empty log."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            # the end-of-training summary (train_runtime, ...) is logged again by the resumed run
+            if isinstance(rec, dict) and int(rec.get("step", 0)) <= step and "train_runtime" not in rec:
+                keep.append(line + "\n")
+        except (ValueError, TypeError):
+            continue  # cut short by the kill
+    from prompt_recovery.schema import atomic_write_text
+
+    atomic_write_text(path, "".join(keep))
+
+
 def plot_loss(log_path: Path, out: Path) -> None:
     import matplotlib
 
@@ -405,6 +433,8 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
     if resume:
         print(f"train: resuming from {resume}")
+    if trainer.is_world_process_zero():  # the log keeps what led to the checkpoint, nothing logged after it
+        truncate_log(out / "train_log.jsonl", checkpoint_step(resume) if resume else 0)
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
     if has_val:

@@ -99,8 +99,16 @@ def command_line() -> str:
 def run(cfg: DataConfig) -> int:
     from prompt_recovery.data.importing import import_tables
     from prompt_recovery.data.split import write_card
-    from prompt_recovery.schema import atomic_write_text, read_table, write_table
+    from prompt_recovery.schema import atomic_write_text, check_output, check_output_dir, read_table, write_table
 
+    inputs = [*cfg.input, cfg.clusters, cfg.cluster_file]  # never overwrite an input; fail before any work
+    if cfg.action == "split":
+        check_output_dir(cfg.output, inputs, [f"{n}.{cfg.format}" for n in cfg.split_names] + ["README.md",
+                         "clusters.json"], what=f"--output {cfg.output}")
+    elif cfg.action != "card":
+        extra = {"clean": (".dropped.jsonl", ".report.json", ".card.md"), "exclude": (".excluded.jsonl",)}
+        for o in [cfg.output, *(sibling(cfg.output, x) for x in extra.get(cfg.action, ()))]:
+            check_output(o, inputs, what=f"--output {o}" if o == cfg.output else str(o))
     if cfg.action == "card":
         for path in cfg.input:
             df = read_table(path)

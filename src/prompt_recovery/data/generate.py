@@ -16,6 +16,8 @@ Resumable: every finished row is appended to OUTPUT (JSONL) at once. Restarting 
 skips the ids already there (a half-written last line from a killed run is discarded and redone),
 so nothing is lost or duplicated; raising ``--n`` extends a finished run. The plan settings are
 stored in ``<output>.plan.json``; resuming with different settings is refused (use a new output).
+The plan file also marks OUTPUT as this command's own: an existing, non-empty OUTPUT without one
+(a file it did not write) is refused, never appended to or cut.
 """
 
 from __future__ import annotations
@@ -119,31 +121,61 @@ class Planner:
         return row
 
 
+def plan_path(out: Path) -> Path:
+    """The plan sidecar: it records the settings, and marks OUTPUT as a file this command wrote."""
+    return out.with_name(out.name + ".plan.json")
+
+
 def read_done(path: Path) -> set[str]:
-    """Ids already in OUTPUT; a truncated last line (killed mid-write) is cut off the file."""
-    if not path.exists():
+    """Ids already in OUTPUT. Only a file this command wrote (its plan sidecar is there) is resumed: anything
+    else is refused before it is touched. A last line cut short by a kill is removed; a complete last row that
+    merely lacks its newline gets one."""
+    if not path.exists() or path.stat().st_size == 0:
         return set()
+    if not plan_path(path).is_file():
+        raise UserError(f"{path} exists and was not written by `prompt-recovery generate` (no "
+                        f"{plan_path(path).name} next to it); refusing to append to it: use a new --output")
     data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1 if not data.endswith(b"\n") else len(data)
-    if keep != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-        data = data[:keep]
+    end = data.rfind(b"\n") + 1
+    body, tail = data[:end], data[end:]
     done = set()
-    for i, line in enumerate(data.decode("utf-8").splitlines(), 1):
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not valid UTF-8 (byte {e.start}); use a new --output") from None
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            done.add(json.loads(line)["id"])
-        except (ValueError, KeyError, TypeError):
+        rid = _row_id(line)
+        if rid is None:
             raise UserError(f"{path}:{i} is not a generated row; use a new --output") from None
+        done.add(rid)
+    if tail:
+        rid = _row_id(tail.decode("utf-8", "replace"))
+        with open(path, "r+b") as f:
+            if rid is not None and rid not in done:  # a whole row, only its newline missing: keep it
+                f.seek(len(data))
+                f.write(b"\n")
+                done.add(rid)
+            else:  # half a row, written when the run was killed: it is generated again
+                f.truncate(len(body))
     return done
+
+
+def _row_id(line: str) -> str | None:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or "rewritten_text" not in rec:
+        return None
+    return rec["id"]
 
 
 def check_plan(cfg: GenerateConfig, out: Path, resuming: bool) -> None:
     from prompt_recovery.schema import atomic_write_text
 
-    meta_path = out.with_name(out.name + ".plan.json")
+    meta_path = plan_path(out)
     plan = {k: getattr(cfg, k) for k in PLAN_KEYS}
     if resuming and meta_path.is_file():
         old = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -169,7 +201,12 @@ def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
 
     from tqdm.auto import tqdm
 
+    from prompt_recovery.schema import check_output
+
     out = Path(cfg.output)
+    inputs = [*(cfg.originals or []), *(cfg.prompt_bank or [])]
+    check_output(out, inputs, what=f"--output {out}", append=True)
+    check_output(plan_path(out), inputs, what=f"the plan file {plan_path(out)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out)
     check_plan(cfg, out, resuming=bool(done))

@@ -122,8 +122,8 @@ class PromptBank:
     @classmethod
     def load(cls, path: str, embedder, cache: bool = True, progress: bool = False) -> "PromptBank":
         p = Path(path)
-        if not p.is_file():
-            raise UserError(f"prompt bank file not found: {p}")
+        if not p.is_file() and not (str(p).startswith("hf:/") and p.suffix.lower() in (".csv", ".jsonl", ".parquet")):
+            raise UserError(f"prompt bank file not found: {p}")  # (hf:// tables: read_table checks them)
         if p.suffix.lower() in (".csv", ".jsonl", ".parquet", ".tsv"):
             from prompt_recovery.schema import read_table
 

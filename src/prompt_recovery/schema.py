@@ -89,21 +89,77 @@ def canonicalize_columns(df):
     return df.rename(columns=rename)
 
 
-def read_table(path: str | Path, required: Iterable[str] = (), map_columns: bool = True):
-    """Read CSV/JSONL/Parquet into a DataFrame of strings (ids kept as text), validating columns."""
+# ---------------------------------------------------------------- tables on the Hugging Face Hub
+
+HUB_PREFIX = "hf://"
+
+
+def hub_filesystem():
+    """The fsspec filesystem for hf:// paths (huggingface_hub's HfFileSystem; token from HF_TOKEN or `hf auth
+    login`). Tests replace it with an in-memory one."""
+    from huggingface_hub import HfFileSystem
+
+    return HfFileSystem()
+
+
+class HubFile:
+    """A table on the Hub, e.g. hf://datasets/OWNER/NAME/train.csv (hf://datasets/OWNER/NAME@REVISION/...
+    for a revision), opened like a Path through `hub_filesystem()`; nothing is copied to disk."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.path = url[len(HUB_PREFIX):]
+        self.name = self.path.rsplit("/", 1)[-1]
+        self._fs = hub_filesystem()
+
+    @classmethod
+    def of(cls, path) -> "HubFile | None":
+        """A HubFile for an hf:// path (also the hf:/ that Path() folds it to), else None."""
+        s = str(path)
+        if s.startswith(HUB_PREFIX):
+            return cls(s)
+        return cls(HUB_PREFIX + s[len("hf:/"):]) if s.startswith("hf:/") else None
+
+    def __str__(self) -> str:
+        return self.url
+
+    def is_file(self) -> bool:
+        try:
+            return bool(self._fs.isfile(self.path))
+        except Exception as e:  # noqa: BLE001 - network and auth errors vary
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"cannot read {self.url} from the Hugging Face Hub ({msg}); a private or gated "
+                            "dataset needs `hf auth login` or HF_TOKEN") from None
+
+    def open(self, mode: str = "r", **kwargs):
+        return self._fs.open(self.path, mode, **kwargs)
+
+
+def _read_parquet(p):
     import pandas as pd
 
-    p = Path(path)
+    if isinstance(p, HubFile):
+        with p.open("rb") as f:
+            return pd.read_parquet(f)
+    return pd.read_parquet(p)
+
+
+def read_table(path: str | Path, required: Iterable[str] = (), map_columns: bool = True):
+    """Read CSV/JSONL/Parquet into a DataFrame of strings (ids kept as text), validating columns.
+    `path` may be an hf:// path (a file of a Hub dataset), read through huggingface_hub's HfFileSystem."""
+    import pandas as pd
+
+    p = HubFile.of(path) or Path(path)
     if not p.is_file():
         raise UserError(f"input file not found: {p}")
-    fmt = table_format(p)
+    fmt = table_format(str(p))
     try:
         if fmt == "csv":
             df = _read_csv(p)
         elif fmt == "jsonl":
             df = _read_jsonl(p)
         else:
-            df = pd.read_parquet(p)
+            df = _read_parquet(p)
     except UnicodeDecodeError as e:
         raise UserError(f"{p} is not valid UTF-8 (byte {e.start})") from None
     except (ValueError, pd.errors.ParserError, OSError) as e:

@@ -87,8 +87,8 @@ def _read_texts(path: str | Path, column: str, what: str) -> list[str]:
     from prompt_recovery.schema import read_table
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} file not found: {p}")
+    if not p.is_file() and not (str(p).startswith("hf:/") and p.suffix.lower() in (".csv", ".jsonl", ".parquet")):
+        raise UserError(f"{what} file not found: {p}")  # (hf:// tables: read_table checks them)
     if p.suffix.lower() == ".txt":
         raw = p.read_text(encoding="utf-8")
         parts = raw.split("\n\n") if column == "original_text" else raw.splitlines()

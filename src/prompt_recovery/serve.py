@@ -13,12 +13,19 @@ by ONE worker thread, so generation never runs twice at once and each answer is 
 `Recoverer.recover_batch` gives for that request's pairs. Limits (all options of the command):
 each text at most `max_text_chars` characters (larger: 413), at most `max_batch_pairs` pairs per
 batch request (more: 413), at most `max_waiting` requests queued or running (more: 503 with
-Retry-After). Malformed JSON, missing or mistyped fields and empty texts get 422 with a readable
-`detail`. It binds to 127.0.0.1 by default and has no authentication: don't expose it publicly.
+Retry-After). Malformed JSON (also invalid UTF-8, NaN/Infinity, nesting too deep), missing or
+mistyped fields and empty texts get 422 with a readable `detail`; bad input never gets a 500.
+It binds to 127.0.0.1 by default, answers only requests whose Host header names this machine
+(DNS rebinding; `--allowed-hosts` widens the list), closes connections that send no complete
+request within `--read-timeout` seconds, caps open connections at `--max-connections`, and
+reports the model by preset/adapter name, never by file path. It has no authentication: don't
+expose it publicly.
 """
 
 import asyncio
 import logging
+import math
+import re
 import socket
 import sys
 import threading
@@ -39,6 +46,101 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_TEXT_CHARS = 20_000
 MAX_BATCH_PAIRS = 32
 MAX_WAITING = 64
+READ_TIMEOUT = 30.0  # seconds a connection may take to send one complete request
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection is kept open between requests
+MAX_CONNECTIONS = 256  # open connections (and requests in flight) before new requests get 503
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _name_only(value: str | None) -> str | None:
+    """A model/adapter as a name: a local path becomes its last component (no server paths in answers)."""
+    if not value:
+        return value
+    p = Path(str(value)).expanduser()
+    if p.is_absolute() or str(value).startswith((".", "~")) or p.exists() or "\\" in str(value):
+        return p.name or str(value)
+    return str(value)  # a preset or hub id
+
+
+def public_name(recoverer) -> str:
+    """How the server names its model to clients: preset (or folder name) + adapter name, never a path."""
+    loaded = getattr(recoverer, "loaded", None)
+    if loaded is None or not hasattr(loaded, "model_name"):
+        return re.sub(r"(?:[A-Za-z]:)?(?:~|\.{1,2})?[\\/](?:[^\s\\/,()]+[\\/])*([^\s\\/,()]+)", r"\1",
+                      recoverer.describe())
+    adapter = _name_only(loaded.adapter)
+    a = f" + adapter {adapter}" if adapter else ""
+    fmt = getattr(getattr(recoverer, "prompt_format", None), "name", None)
+    backend = getattr(recoverer, "backend", None)
+    tail = (f", prompt format {fmt}" if fmt else "") + (f", backend {backend}" if backend else "")
+    return f"{_name_only(loaded.model_name)}{a} on {loaded.device} ({loaded.dtype}){tail}"
+
+
+def _host_of(header: str) -> str:
+    """The host name of a Host header value, without port or IPv6 brackets, lower case."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def allowed_hosts_for(host: str, extra: list[str] | None = None) -> list[str] | None:
+    """Host names the server answers to when listening on `host` (None: any, when `extra` holds "*").
+
+    Loopback names always; the listening address itself; for a wildcard address (0.0.0.0, ::) also this
+    machine's host names and their addresses. Anything else (e.g. a DNS-rebinding attacker's domain,
+    resolved to 127.0.0.1 by a browser) is refused with 400."""
+    extra = [e.strip().lower() for e in extra or [] if e.strip()]
+    if "*" in extra:
+        return None
+    names = set(LOOPBACK_NAMES) | set(extra)
+    h = _host_of(host) if host else ""
+    if h and h not in ("0.0.0.0", "::"):
+        names.add(h)
+    else:
+        for n in {socket.gethostname(), socket.getfqdn()}:
+            if n:
+                names.add(n.lower())
+                try:
+                    names.update(str(i[4][0]).lower() for i in socket.getaddrinfo(n, None))
+                except OSError:
+                    pass
+    return sorted(_host_of(n) for n in names)
+
+
+class HostCheck:
+    """ASGI middleware: requests whose Host header is not one of `allowed` get 400 (no Host header: let through,
+    browsers always send one)."""
+
+    def __init__(self, app, allowed: list[str]):
+        self.app, self.allowed = app, {_host_of(a) for a in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            raw = dict(scope.get("headers") or []).get(b"host")
+            if raw is not None:
+                host = _host_of(raw.decode("latin-1"))
+                if host not in self.allowed:
+                    from starlette.responses import JSONResponse
+
+                    shown = raw.decode("latin-1")[:100]
+                    resp = JSONResponse({"detail": f"Host {shown!r} is not accepted by this server (it answers to "
+                                                   f"{', '.join(sorted(self.allowed))}; see --allowed-hosts)"},
+                                        status_code=400)
+                    await resp(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _json_safe(value):
+    """A value that can go back in a JSON reply: non-finite floats and non-JSON objects are dropped."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return None
 
 
 class Busy(Exception):
@@ -126,19 +228,24 @@ def _describe_validation(errors) -> str:
 
 
 def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pairs: int = MAX_BATCH_PAIRS,
-               max_waiting: int = MAX_WAITING, model_name: str | None = None):
-    """A FastAPI app serving `recoverer` (a loaded `prompt_recovery.Recoverer`) to many clients."""
+               max_waiting: int = MAX_WAITING, model_name: str | None = None,
+               allowed_hosts: list[str] | None = None):
+    """A FastAPI app serving `recoverer` (a loaded `prompt_recovery.Recoverer`) to many clients.
+
+    `allowed_hosts`: the Host header names answered (others: 400); None answers any (the `serve` command
+    always passes a list, see `allowed_hosts_for`)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.encoders import jsonable_encoder
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
 
     from prompt_recovery.recover import load_examples
 
-    name = model_name or recoverer.describe()
+    name = model_name or public_name(recoverer)
     queue = ModelQueue(max_waiting)
     max_body = max_batch_pairs * 2 * max_text_chars * 6 + (1 << 20)  # JSON escapes take up to 6 bytes/char
 
@@ -194,13 +301,29 @@ def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pai
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
-        for e in errors:  # don't echo whole (possibly 20,000-character) inputs back
-            if isinstance(e.get("input"), str) and len(e["input"]) > 200:
-                e["input"] = e["input"][:200] + "..."
-            elif not isinstance(e.get("input"), (str, int, float, bool, type(None))):
-                e.pop("input", None)
+        errors = []
+        for e in exc.errors():  # only what JSON can carry: NaN/Infinity inputs and exception objects are dropped
+            item = {k: _json_safe(v) for k, v in e.items() if k in ("type", "msg")}
+            item["loc"] = [x if isinstance(x, (str, int)) else str(x) for x in e.get("loc", ())]
+            value = _json_safe(e.get("input"))
+            if isinstance(value, str) and len(value) > 200:  # don't echo whole (20,000-character) inputs back
+                value = value[:200] + "..."
+            if value is not None or e.get("input", 0) is None:
+                item["input"] = value
+            ctx = {k: v if isinstance(v, (str, int, bool)) else str(v) for k, v in (e.get("ctx") or {}).items()}
+            if ctx:
+                item["ctx"] = ctx
+            errors.append(item)
         return JSONResponse({"detail": _describe_validation(exc.errors()), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, (UnicodeDecodeError, RecursionError)):  # unparsable body
+            detail = ("request body is not valid JSON: " + (f"invalid UTF-8 at byte {cause.start}"
+                      if isinstance(cause, UnicodeDecodeError) else "nested too deeply"))
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError):
@@ -208,8 +331,9 @@ def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pai
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception):  # a bug or the model failing, not bad input
-        log.exception("error serving %s", request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        log.exception("error serving %s", request.url.path)  # the details (and any paths) stay in the log
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__} (see the server log)"},
+                            status_code=500)
 
     async def generate(pairs: list[tuple[str, str]], batch: bool) -> list[str]:
         _check_limit(pairs, max_text_chars, batch)
@@ -256,6 +380,8 @@ def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pai
         return BatchRecovered(results=[BatchItem(id=p.id, rewrite_prompt=o) for p, o in zip(batch.pairs, outs)],
                               model=name, latency_ms=round((time.perf_counter() - t0) * 1e3, 1))
 
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=list(allowed_hosts))  # outermost: checked before anything else
     return app
 
 
@@ -292,15 +418,86 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _protocol(read_timeout: float):
+    """uvicorn's h11 protocol plus a read deadline: a connection that has not sent a complete request
+    `read_timeout` seconds after it opened (or after its last answer) is closed. uvicorn alone keeps a
+    connection that never sends anything (or sends a header a byte a minute) open for ever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ReadDeadlineProtocol(H11Protocol):
+        _deadline = None
+
+        def _arm_deadline(self) -> None:
+            self._cancel_deadline()
+            self._deadline = self.loop.call_later(read_timeout, self._deadline_passed)
+
+        def _cancel_deadline(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _deadline_passed(self) -> None:
+            self._deadline = None
+            # still waiting for (the rest of) a request: give up on it; a request being answered is left alone
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_deadline()
+
+        def connection_lost(self, exc) -> None:
+            self._cancel_deadline()
+            super().connection_lost(exc)
+
+    return ReadDeadlineProtocol
+
+
+def uvicorn_config(app, log_level: str = "info", read_timeout: float = READ_TIMEOUT, keep_alive: int = KEEP_ALIVE,
+                   max_connections: int = MAX_CONNECTIONS):
+    """The uvicorn settings of the `serve` command (and `BackgroundServer`): read deadline, keep-alive and a
+    connection cap (beyond `max_connections` open connections, requests are answered 503)."""
+    import uvicorn
+
+    try:
+        http = _protocol(read_timeout)
+    except ImportError:  # another uvicorn layout: its own h11 protocol, still with keep-alive and the cap
+        http = "h11"
+    return uvicorn.Config(app, log_level=log_level, lifespan="on", http=http, ws="none",
+                          timeout_keep_alive=keep_alive, limit_concurrency=max_connections,
+                          timeout_graceful_shutdown=10)
+
+
+def ready_server(config, on_ready):
+    """A uvicorn.Server that calls `on_ready()` once it is listening (its signal handlers already in place)."""
+    import uvicorn
+
+    class ReadyServer(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                on_ready()
+
+    return ReadyServer(config)
+
+
 class BackgroundServer:
     """uvicorn serving `app` from a daemon thread (tests, notebooks): `with BackgroundServer(app) as url:`."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 read_timeout: float = READ_TIMEOUT, keep_alive: int = KEEP_ALIVE,
+                 max_connections: int = MAX_CONNECTIONS):
         import uvicorn
 
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.server = uvicorn.Server(uvicorn_config(app, log_level, read_timeout, keep_alive, max_connections))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self, timeout: float = 30.0) -> str:
@@ -334,37 +531,52 @@ class ServeConfig(ModelOptions):
     max_text_chars: int = opt(MAX_TEXT_CHARS, "longest accepted text, in characters (longer: HTTP 413)")
     max_batch_pairs: int = opt(MAX_BATCH_PAIRS, "most pairs in one /recover/batch request (more: HTTP 413)")
     max_waiting: int = opt(MAX_WAITING, "most requests queued or running at once (more: HTTP 503)")
+    allowed_hosts: list[str] | None = opt(None, "extra Host header names to answer to (default: localhost, "
+                                          "127.0.0.1, ::1 and the --host address; '*' = any, which lets web pages "
+                                          "reach the server through DNS rebinding)")
+    read_timeout: float = opt(READ_TIMEOUT, "seconds a connection may take to send a complete request (then it "
+                              "is closed)")
+    keep_alive: int = opt(KEEP_ALIVE, "seconds an idle keep-alive connection stays open between requests")
+    max_connections: int = opt(MAX_CONNECTIONS, "most open connections; beyond it requests get HTTP 503")
     log_level: str = opt("info", "server log level", choices=("critical", "error", "warning", "info", "debug"))
 
     def validate(self) -> None:
-        for f in ("max_text_chars", "max_batch_pairs", "max_waiting", "batch_size", "max_new_tokens"):
+        for f in ("max_text_chars", "max_batch_pairs", "max_waiting", "batch_size", "max_new_tokens",
+                  "keep_alive", "max_connections"):
             if getattr(self, f) < 1:
                 raise UserError(f"--{f.replace('_', '-')} must be at least 1 (got {getattr(self, f)})")
+        if not self.read_timeout > 0 or not math.isfinite(self.read_timeout):
+            raise UserError(f"--read-timeout must be a positive number of seconds (got {self.read_timeout})")
         if not 0 <= self.port <= 65535:
             raise UserError(f"--port must be between 0 and 65535 (got {self.port})")
 
 
 def run(cfg: ServeConfig) -> int:
-    import uvicorn
-
     from prompt_recovery.recover import Recoverer
 
     sock = bind(cfg.host, cfg.port)  # fail fast on a busy port, before loading the model
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach this address can use the model (no authentication)",
-                    cfg.host)
-    print(f"prompt-recovery: loading {cfg.model} ...", file=sys.stderr, flush=True)
-    recoverer = Recoverer.from_options(cfg)
-    app = create_app(recoverer, max_text_chars=cfg.max_text_chars, max_batch_pairs=cfg.max_batch_pairs,
-                     max_waiting=cfg.max_waiting)
-    url = url_of(sock)
-    print(f"prompt-recovery: serving {recoverer.describe()} on {url}/ (API docs {url}/docs); Ctrl-C stops",
-          flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=cfg.log_level, lifespan="on"))
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way to stop
-        pass
+        if cfg.host not in LOOPBACK_NAMES:
+            log.warning("listening on %s: anyone who can reach this address can use the model (no authentication)",
+                        cfg.host)
+        hosts = allowed_hosts_for(cfg.host, cfg.allowed_hosts)
+        print(f"prompt-recovery: loading {cfg.model} ...", file=sys.stderr, flush=True)
+        recoverer = Recoverer.from_options(cfg)
+        app = create_app(recoverer, max_text_chars=cfg.max_text_chars, max_batch_pairs=cfg.max_batch_pairs,
+                         max_waiting=cfg.max_waiting, allowed_hosts=hosts)
+        url = url_of(sock)
+
+        def ready():  # printed once uvicorn listens and handles Ctrl-C itself: from here on Ctrl-C exits 0
+            print(f"prompt-recovery: serving {public_name(recoverer)} on {url}/ (API docs {url}/docs); Ctrl-C stops",
+                  flush=True)
+
+        server = ready_server(uvicorn_config(app, cfg.log_level, cfg.read_timeout, cfg.keep_alive,
+                                             cfg.max_connections), ready)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way to stop
+            if not server.started:
+                raise
     finally:
         sock.close()
     print("prompt-recovery: server stopped", file=sys.stderr)

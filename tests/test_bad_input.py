@@ -432,3 +432,17 @@ def test_embedder_load_sets_hf_hub_offline_only_while_loading(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a value the user set is left alone
     metrics.Embedder.load("minilm")
     assert os.environ["HF_HUB_OFFLINE"] == "0"
+
+
+def test_resume_skips_a_checkpoint_cut_short_while_saving(tmp_path):
+    from prompt_recovery.train import _last_checkpoint
+
+    ck = tmp_path / "checkpoints"
+    for step, state in ((2, '{"global_step": 2}'), (4, None), (6, '{"global_st')):
+        d = ck / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "adapter_config.json").write_text("{}")
+        if state is not None:
+            (d / "trainer_state.json").write_text(state)
+    assert _last_checkpoint(ck) == str(ck / "checkpoint-2")
+    assert _last_checkpoint(tmp_path / "none") is None

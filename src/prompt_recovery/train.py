@@ -344,9 +344,20 @@ def plot_loss(log_path: Path, out: Path) -> None:
 
 
 def _last_checkpoint(ckpt_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint
+    folder without a readable one was cut short by a kill while it was being saved: it is skipped."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = [(int(d.name.rsplit("-", 1)[1]), d) for d in ckpt_dir.iterdir()
+             if d.is_dir() and d.name.startswith("checkpoint-") and d.name.rsplit("-", 1)[1].isdigit()]
+    for _, d in sorted(found, reverse=True):
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"train: skipping {d}, a checkpoint cut short while it was being saved")
+            continue
+        return str(d)
+    return None
 
 
 def _hardware() -> str:

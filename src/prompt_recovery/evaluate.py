@@ -126,9 +126,10 @@ def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
     import numpy as np
 
     from prompt_recovery.schema import check_output_dir
+    from prompt_recovery.suite import resolve
 
     # before any work: -d must be a folder that can be written and must not overwrite an input
-    check_output_dir(cfg.output_dir, [cfg.predictions, cfg.truth, *(cfg.compare or [])],
+    check_output_dir(cfg.output_dir, [cfg.predictions, resolve(cfg.truth), *(cfg.compare or [])],
                      ["report.json", "report.md", "scs_hist.png", "by_category.png", "by_source.png",
                       "baselines.png"], what=f"--output-dir {cfg.output_dir}")
 

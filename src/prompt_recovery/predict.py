@@ -214,8 +214,8 @@ def run(cfg: PredictConfig) -> int:
     out = Path(cfg.output)
     side = sidecar_path(out)
     # before any work: never overwrite the input, and a folder or unwritable place fails now, not after the model ran
-    check_output(out, [source, cfg.input], what=f"--output {out}")
-    check_output(side, [source, cfg.input], what=f"the resume file {side}", append=True)
+    check_output(out, [source], what=f"--output {out}")
+    check_output(side, [source], what=f"the resume file {side}", append=True)
     df = read_pairs(source, cfg.limit)
     if len(df) == 0:
         raise UserError(f"{cfg.input} has no rows")

@@ -470,8 +470,7 @@ def uvicorn_config(app, log_level: str = "info", read_timeout: float = READ_TIME
     except ImportError:  # another uvicorn layout: its own h11 protocol, still with keep-alive and the cap
         http = "h11"
     return uvicorn.Config(app, log_level=log_level, lifespan="on", http=http, ws="none",
-                          timeout_keep_alive=keep_alive, limit_concurrency=max_connections,
-                          timeout_graceful_shutdown=10)
+                          timeout_keep_alive=keep_alive, limit_concurrency=max_connections)
 
 
 def ready_server(config, on_ready):

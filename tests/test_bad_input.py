@@ -446,3 +446,13 @@ def test_resume_skips_a_checkpoint_cut_short_while_saving(tmp_path):
             (d / "trainer_state.json").write_text(state)
     assert _last_checkpoint(ck) == str(ck / "checkpoint-2")
     assert _last_checkpoint(tmp_path / "none") is None
+
+
+def test_predict_never_overwrites_a_foreign_file_at_the_resume_file_place(tmp_path, capsys, no_model):
+    out = tmp_path / "out.csv"
+    foreign = tmp_path / "out.csv.partial.jsonl"
+    foreign.write_text('{"id": 1, "note": "mine"}\n')
+    for extra in ([], ["--no-resume"]):
+        assert main(["predict", str(PAIRS), "-o", str(out), *TINY, *extra]) == 2
+        one_line_error(capsys, "was not written by `prompt-recovery predict`")
+        assert foreign.read_text() == '{"id": 1, "note": "mine"}\n'

@@ -99,6 +99,27 @@ def sidecar_path(output: str | Path) -> Path:
     return p.with_name(p.name + ".partial.jsonl")
 
 
+def check_sidecar(path: Path) -> None:
+    """A file at the sidecar's place that this command did not write (its first line is not the
+    {"fingerprint": ...} header) is refused, never overwritten; one cut short inside the header is ours."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError(f"cannot read the resume file {path}: {e.strerror or e}") from None
+    if not first.endswith(b"\n"):
+        return  # empty, or killed while the header was being written
+    try:
+        ok = isinstance(json.loads(first), dict) and "fingerprint" in json.loads(first)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(f"{path} exists and was not written by `prompt-recovery predict`; move it away or choose "
+                        "another --output")
+
+
 def load_sidecar(path: Path, fp: str, n: int) -> dict[int, str]:
     """Finished rows {row: prediction} from a sidecar written for the same job; {} otherwise."""
     if not path.is_file():
@@ -216,6 +237,7 @@ def run(cfg: PredictConfig) -> int:
     # before any work: never overwrite the input, and a folder or unwritable place fails now, not after the model ran
     check_output(out, [source], what=f"--output {out}")
     check_output(side, [source], what=f"the resume file {side}", append=True)
+    check_sidecar(side)
     df = read_pairs(source, cfg.limit)
     if len(df) == 0:
         raise UserError(f"{cfg.input} has no rows")

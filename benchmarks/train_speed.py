@@ -52,15 +52,19 @@ def non_embedding_params(model) -> int:
 
 # the default path before the throughput work: bf16 autocast, one example per micro-batch, padded
 PREVIOUS_DEFAULT = {"precision": "bf16", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
-                    "packing": False}
+                    "packing": False, "target_logits_only": False}
 # what else --all measures (same 4 examples per optimiser update, so the same computation)
 CANDIDATES = {
-    "fp32, 1x4 padded": {"precision": "fp32", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
-                         "packing": False},
+    "fp32, 1x4 padded, all logits": {"precision": "fp32", "per_device_train_batch_size": 1,
+                                     "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": False},
+    "bf16, 1x4 padded, target logits": {"precision": "bf16", "per_device_train_batch_size": 1,
+                                        "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": True},
     "bf16, 4 packed x1": {"precision": "bf16", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                           "packing": True},
     "fp32, 4 packed x1": {"precision": "fp32", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                           "packing": True},
+    "fp32, 4x1 padded, target logits": {"precision": "fp32", "per_device_train_batch_size": 4,
+                                        "gradient_accumulation_steps": 1, "target_logits_only": True},
 }
 
 
@@ -114,6 +118,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs/smollm2-135m-cpu.yaml"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--all", action="store_true", help="also measure the other candidates (precision x packing)")
+    ap.add_argument("--only", nargs="*", default=None, help="with --all: measure only these candidates (names)")
     args = ap.parse_args()
 
     import os
@@ -135,7 +140,7 @@ def main() -> None:
                   typo_rate=0.0)
     runs = {"previous default (bf16, 1x4 padded)": {**preset, **PREVIOUS_DEFAULT}}
     if args.all:
-        runs.update({k: {**preset, **v} for k, v in CANDIDATES.items()})
+        runs.update({k: {**preset, **v} for k, v in CANDIDATES.items() if args.only is None or k in args.only})
     runs["new default (the preset)"] = dict(preset)
     results = {}
     for name, values in runs.items():
@@ -143,7 +148,7 @@ def main() -> None:
         r = results[name] = measure(values, args.steps)
         c = r["cfg"]
         print(f"{name}: precision {c.precision}, batch {c.per_device_train_batch_size}x{c.gradient_accumulation_steps}"
-              f"{' packed' if c.packing else ''}: tokens/s {r['tok_s']:.1f}, {r['flops'] / 1e9:.1f} GFLOP/s, "
+              f"{' packed' if c.packing else ''}{', target logits' if c.target_logits_only else ''}: tokens/s {r['tok_s']:.1f}, {r['flops'] / 1e9:.1f} GFLOP/s, "
               f"train loss {r['loss']:.3f}", flush=True)
     new, old = results["new default (the preset)"], results["previous default (bf16, 1x4 padded)"]
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -12,11 +12,12 @@ probability ``--llm-originals``, written by the rewriter itself: "Write a short 
 compositional template), both drawn with an RNG seeded by (seed, k). The rewriter is sent
 ``--request-template`` (default "{prompt}\\n\\n{text}", the competition's layout).
 
-Resumable: every finished row is appended to OUTPUT (JSONL) at once. Restarting the same command
-skips the ids already there (a half-written last line from a killed run is discarded and redone),
-so nothing is lost or duplicated; raising ``--n`` extends a finished run. The plan settings are
-stored in ``<output>.plan.json``; resuming with different settings is refused (use a new output).
-The plan file also marks OUTPUT as this command's own: an existing, non-empty OUTPUT without one
+Resumable: every finished row is appended to OUTPUT (JSONL) at once; when a request fails for good
+(an HTTP rewriter out of retries), the rows of its batch that did finish are written before the
+error stops the run. Restarting the same command skips the ids already there (a half-written last
+line from a killed run is discarded and redone), so nothing is lost or duplicated; raising ``--n``
+extends a finished run. The plan settings are stored in ``<output>.plan.json``; resuming with
+different settings is refused (use a new output). The plan file also marks OUTPUT as this command's own: an existing, non-empty OUTPUT without one
 (a file it did not write) is refused, never appended to or cut.
 """
 
@@ -56,7 +57,8 @@ class GenerateConfig:
     concurrency: int = opt(4, "http: requests in flight")
     timeout: float = opt(120.0, "http: seconds to wait for one answer")
     retries: int = opt(3, "http: retries per request (timeouts, connection errors, 429, 5xx)")
-    backoff: float = opt(1.0, "http: first retry delay in seconds (doubles each retry)")
+    backoff: float = opt(1.0, "http: first retry delay in seconds (doubles each retry; randomised between half "
+                         "and all of it; a server's Retry-After is waited at least)")
     max_new_tokens: int = opt(256, "maximum tokens per rewrite")
     temperature: float = opt(0.7, "sampling temperature (0 = greedy)")
     request_template: str = opt("{prompt}\n\n{text}", "message sent to the rewriter; {prompt} and {text} are filled")
@@ -195,6 +197,19 @@ def make_rewriter(cfg: GenerateConfig):
     return LocalRewriter(cfg.model, cfg.device, cfg.dtype, cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed)
 
 
+def complete_keeping(rewriter, messages: list[str]) -> tuple[list, Exception | None]:
+    """(answers, error): `rewriter.complete(messages)`, but when it fails with the answers it finished
+    (`RewriteFailed.done`), those answers (None for the others) and the error instead of the raise."""
+    from prompt_recovery.data.rewriters import RewriteFailed
+
+    try:
+        return rewriter.complete(messages), None
+    except RewriteFailed as e:
+        if len(e.done) != len(messages):
+            raise
+        return e.done, e
+
+
 def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
     """Fill OUTPUT up to cfg.n rows; returns {'done_before', 'written', 'seconds'}."""
     import time
@@ -225,11 +240,19 @@ def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
             for i in range(0, len(todo), chunk):
                 rows = [planner.row(k) for k in todo[i:i + chunk]]
                 need = [r for r in rows if r["original_text"] is None]
+                error = None
                 if need:
-                    for r, text in zip(need, rewriter.complete([r["original_request"] for r in need])):
+                    texts, error = complete_keeping(rewriter, [r["original_request"] for r in need])
+                    for r, text in zip(need, texts):
                         r["original_text"] = text
+                    if error is not None:  # rows without their original are not rewritten: redone on resume
+                        rows = []
                 msgs = [cfg.request_template.format(prompt=r["rewrite_prompt"], text=r["original_text"]) for r in rows]
-                for r, text in zip(rows, rewriter.complete(msgs)):
+                texts, err = complete_keeping(rewriter, msgs) if rows else ([], None)
+                error = error or err
+                for r, text in zip(rows, texts):
+                    if text is None:  # its request failed: left for the rerun
+                        continue
                     r.pop("original_request", None)
                     rec = {"id": r["id"], "original_text": r["original_text"], "rewrite_prompt": r["rewrite_prompt"],
                            "rewritten_text": text, "source": r["source"], "rewriter": rewriter.name,
@@ -238,7 +261,9 @@ def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
                     f.flush()
                     stats["written"] += 1
                 os.fsync(f.fileno())
-                bar.update(len(rows))
+                bar.update(sum(t is not None for t in texts))
+                if error is not None:  # the chunk's finished rows are on disk: now stop
+                    raise error
     finally:
         bar.close()
         stats["seconds"] = time.time() - t0

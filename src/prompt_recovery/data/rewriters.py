@@ -12,11 +12,18 @@ one single-turn chat completion per message, in order.
   `smollm2-135m` (default) or `gemma3-270m`, adapter none), its chat template (a plain
   "...\\n\\nAnswer:" prompt when it has none), batched left-padded generation, sampling with
   `temperature` (0 = greedy), seeded.
-* `HTTPRewriter`: POST `{endpoint}/chat/completions`; `concurrency` requests in flight, a
-  `timeout` per request, `retries` retries on timeouts, connection errors, 429 and 5xx with
-  exponential backoff (`backoff`, 2×`backoff`, 4×`backoff`, ...). An endpoint that is down, or
-  still failing after the retries, stops the run with a one-line `UserError` naming the URL
-  (rows already written are kept; rerun the command to resume). Other 4xx answers fail at once.
+* `HTTPRewriter`: POST `{endpoint}/chat/completions` with `seed` (OpenAI, vLLM, llama.cpp's
+  server and Ollama use it for reproducible sampling); `concurrency` requests in flight, a `timeout`
+  per request, `retries` retries on timeouts, connection errors, 429 and 5xx. Between attempts it
+  waits with exponential backoff and jitter: a random time between half and all of `backoff`,
+  2×`backoff`, 4×`backoff`, ... (at most `max_backoff`), so parallel requests do not retry in
+  lockstep; when the answer carries `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, it
+  waits at least that long, and a server asking for more than `max_retry_after` seconds stops the
+  run at once. An endpoint that is down, or still failing after the retries, stops the run with a
+  one-line `UserError` naming the URL. Other 4xx answers fail at once. When one request of a batch
+  fails, the requests not yet started are cancelled, those in flight finish, and the error
+  (`RewriteFailed`) carries every finished answer (`done`, None where there is none), so
+  `generate` writes the finished rows before it stops (rerun the command to resume).
   The API key is read from the environment variable named by `api_key_env` (if set).
 """
 
@@ -24,12 +31,48 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from prompt_recovery.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+class RewriteFailed(UserError):
+    """A request of a batch failed for good; `done` holds the batch's finished answers (None where there is none)."""
+
+    def __init__(self, message: str, done: list[str | None]):
+        super().__init__(message)
+        self.done = done
+
+
+def retry_after(headers, now: float | None = None) -> float | None:
+    """Seconds a server asks the client to wait: `retry-after-ms`, else `Retry-After` (seconds or an HTTP date)."""
+    headers = {str(k).lower(): v for k, v in headers.items()}
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class LocalRewriter:
@@ -77,7 +120,8 @@ class LocalRewriter:
 class HTTPRewriter:
     def __init__(self, endpoint: str, model: str = "default", api_key_env: str | None = "OPENAI_API_KEY",
                  concurrency: int = 4, timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
-                 max_new_tokens: int = 256, temperature: float = 0.7, seed: int = 0):
+                 max_new_tokens: int = 256, temperature: float = 0.7, seed: int | None = 0,
+                 max_backoff: float = 60.0, max_retry_after: float = 600.0, transport=None):
         import httpx
 
         if not endpoint.startswith(("http://", "https://")):
@@ -85,28 +129,45 @@ class HTTPRewriter:
         self.url = endpoint.rstrip("/") + "/chat/completions"
         self.endpoint = endpoint.rstrip("/")
         self.model, self.concurrency, self.retries, self.backoff = model, max(1, concurrency), retries, backoff
+        self.max_backoff, self.max_retry_after = max_backoff, max_retry_after
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.name = f"http:{model}"
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env) if api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers,
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers, transport=transport,
                                    limits=httpx.Limits(max_connections=self.concurrency))
         self.timeout = timeout
+        self._rng = random.Random()  # jitter only: it never changes what is generated
+        self._sleep = time.sleep
 
     def close(self) -> None:
         self.client.close()
 
+    def body(self, message: str) -> dict:
+        body = {"model": self.model, "messages": [{"role": "user", "content": message}],
+                "max_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if self.seed is not None:
+            body["seed"] = self.seed
+        return body
+
+    def delay(self, attempt: int, asked: float | None = None) -> float:
+        """Seconds to wait before retry `attempt` (1, 2, ...): exponential backoff with jitter (half to all
+        of backoff * 2**(attempt-1), capped at max_backoff), but at least what the server asked for."""
+        d = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        d = self._rng.uniform(d / 2, d)
+        return max(d, asked) if asked is not None else d
+
     def _post(self, message: str) -> str:
         import httpx
 
-        body = {"model": self.model, "messages": [{"role": "user", "content": message}],
-                "max_tokens": self.max_new_tokens, "temperature": self.temperature}
-        last = ""
+        body = self.body(message)
+        last, asked = "", None
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                self._sleep(self.delay(attempt, asked))
+            asked = None
             try:
                 r = self.client.post(self.url, json=body)
             except httpx.TimeoutException:
@@ -117,6 +178,11 @@ class HTTPRewriter:
                 continue
             if r.status_code == 429 or r.status_code >= 500:
                 last = f"HTTP {r.status_code}: {r.text[:200].strip()}"
+                asked = retry_after(r.headers)
+                if asked is not None and asked > self.max_retry_after:
+                    raise UserError(f"rewriter endpoint {self.url} answered {last} and asks to wait {asked:.0f} s "
+                                    f"(Retry-After), more than {self.max_retry_after:g} s; rerun the command later "
+                                    "to resume")
                 continue
             if r.status_code >= 400:
                 raise UserError(f"rewriter endpoint {self.url} answered HTTP {r.status_code}: {r.text[:200].strip()}")
@@ -128,7 +194,33 @@ class HTTPRewriter:
         raise UserError(f"rewriter endpoint {self.url} failed after {self.retries + 1} attempt(s): {last}")
 
     def complete(self, messages: list[str]) -> list[str]:
+        """One answer per message, in order. When a request fails for good, the requests not yet started are
+        cancelled, those in flight finish, and `RewriteFailed` carries the finished answers."""
+        done: list[str | None] = [None] * len(messages)
         if len(messages) <= 1 or self.concurrency == 1:
-            return [self._post(m) for m in messages]
+            for i, m in enumerate(messages):
+                try:
+                    done[i] = self._post(m)
+                except UserError as e:
+                    raise RewriteFailed(str(e), done) from None
+            return done
+        error: Exception | None = None
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(self._post, messages))
+            futures = {pool.submit(self._post, m): i for i, m in enumerate(messages)}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    if f.cancelled():
+                        continue
+                    if f.exception() is None:
+                        done[futures[f]] = f.result()
+                    elif error is None:
+                        error = f.exception()
+                        for other in pending:
+                            other.cancel()  # not started yet: dropped; in flight: they finish
+        if error is None:
+            return done
+        if isinstance(error, UserError):
+            raise RewriteFailed(str(error), done) from None
+        raise error

@@ -52,13 +52,18 @@ def non_embedding_params(model) -> int:
 
 # the default path before the throughput work: bf16 autocast, one example per micro-batch, padded
 PREVIOUS_DEFAULT = {"precision": "bf16", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
-                    "packing": False, "target_logits_only": False}
+                    "packing": False, "target_logits_only": False, "pad_to_multiple_of": 32}
 # what else --all measures (same 4 examples per optimiser update, so the same computation)
 CANDIDATES = {
     "fp32, 1x4 padded, all logits": {"precision": "fp32", "per_device_train_batch_size": 1,
-                                     "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": False},
+                                     "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": False,
+                                     "pad_to_multiple_of": 32},
+    "fp32, 1x4 unpadded, all logits": {"precision": "fp32", "per_device_train_batch_size": 1,
+                                       "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": False,
+                                       "pad_to_multiple_of": 0},
     "bf16, 1x4 padded, target logits": {"precision": "bf16", "per_device_train_batch_size": 1,
-                                        "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": True},
+                                        "gradient_accumulation_steps": 4, "packing": False, "target_logits_only": True,
+                                        "pad_to_multiple_of": 32},
     "bf16, 4 packed x1": {"precision": "bf16", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                           "packing": True},
     "fp32, 4 packed x1": {"precision": "fp32", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,

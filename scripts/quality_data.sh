@@ -31,3 +31,19 @@ for part in synthetic.clean handwritten; do
   $PR data exclude --input runs/data/$part.jsonl --clusters runs/data/isplit/clusters.json --exclude-splits heldout \
       --output runs/data/$part.kept.jsonl
 done
+# the training mixes of docs/quality.md (source column prefixed with the part's name)
+.venv/bin/python - <<'PY'
+import pandas as pd
+def part(path, name):
+    d = pd.read_json(path, lines=True, dtype={"id": str})
+    d["source"] = name + ":" + (d["source"].astype(str) if "source" in d else "")
+    return d[["id", "original_text", "rewrite_prompt", "rewritten_text", "source"]]
+pub = part("runs/data/isplit/train.jsonl", "public").sample(1000, random_state=0)
+hw = part("runs/data/handwritten.kept.jsonl", "handwritten")
+syn = part("runs/data/synthetic.clean.kept.jsonl", "synthetic").sample(600, random_state=0)
+mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn]}
+for name, parts in mixes.items():
+    m = pd.concat(parts).sample(frac=1, random_state=0)
+    m.to_json(f"runs/data/{name}.jsonl", orient="records", lines=True, force_ascii=False)
+    print(f"runs/data/{name}.jsonl: {len(m)} rows")
+PY

@@ -706,7 +706,10 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
         if missing:
             raise UserError(f"adapter {adapter} targets tensors missing from {base.name}: {', '.join(missing[:3])}")
 
-    log.info("writing merged GGUF %s (once)", target)
+    t0 = time.time()
+    what = (f"merging the LoRA adapter {Path(adapter).name} into {base.name}" if adapter
+            else f"converting {base.name}")
+    notice(f"{what}: {qtype} weights, once, cached as {target} ...")
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -735,6 +738,7 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    notice(f"{what}: done in {time.time() - t0:.1f} s ({target.stat().st_size / 1e6:.0f} MB)")
     return target
 
 

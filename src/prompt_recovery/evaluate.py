@@ -121,8 +121,29 @@ def truth_categories(truth_df) -> list[str]:
 
 # ----------------------------------------------------------------------------- report
 
-def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
-    """Score, write report.json / report.md / plots; returns the report dict."""
+PROGRESS_MIN_TEXTS = 500  # distinct texts from which embedding shows a progress bar
+EMBED_CHUNK = 256
+
+
+def embed_with_progress(embedder, texts, progress: bool = True) -> None:
+    """Embed the distinct `texts` in chunks under a progress bar (stderr) when there are at least
+    PROGRESS_MIN_TEXTS of them; the embedder caches each text, so scoring then reuses them. Fewer
+    texts: nothing here (scoring embeds them as it goes)."""
+    from tqdm.auto import tqdm
+
+    todo = list(dict.fromkeys(str(t) for t in texts))
+    if not progress or len(todo) < PROGRESS_MIN_TEXTS:
+        return
+    with tqdm(total=len(todo), desc="embedding", unit="text") as bar:
+        for i in range(0, len(todo), EMBED_CHUNK):
+            chunk = todo[i:i + EMBED_CHUNK]
+            embedder.encode(chunk)
+            bar.update(len(chunk))
+
+
+def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
+    """Score, write report.json / report.md / plots; returns the report dict. Long files show a
+    progress bar while the texts are embedded (`progress`)."""
     import numpy as np
 
     from prompt_recovery.schema import check_output_dir
@@ -145,17 +166,19 @@ def evaluate(cfg: EvaluateConfig, embedder=None) -> dict:
     if empty_truth:
         log.warning("%d truth rows have an empty rewrite_prompt; they are scored as they are", empty_truth)
     embedder = embedder or Embedder.load(cfg.embedder)
+    others = [(path, join(read_predictions(path), truth_df, path, subset=False)[1]) for path in cfg.compare or []]
+    consts = [c for c in cfg.constants or [] if c.strip()]
+    embed_with_progress(embedder, [*preds, *truths, *consts, *(t for _, o in others for t in o)], progress)
     main = score(preds, truths, embedder, bootstrap=cfg.bootstrap, seed=cfg.seed)
     cats = truth_categories(truth_df)
     name = cfg.name or Path(cfg.predictions).stem
 
     baselines = []
-    for const in [c for c in cfg.constants or [] if c.strip()]:
+    for const in consts:
         s = score([const] * len(truths), truths, embedder)
         baselines.append({"name": f"constant: {const}", "kind": "constant", "instruction": const,
                           "metrics": s.summary})
-    for path in cfg.compare or []:
-        _, other = join(read_predictions(path), truth_df, path, subset=False)
+    for path, other in others:
         s = score(other, truths, embedder)
         baselines.append({"name": Path(path).stem, "kind": "predictions", "file": str(path), "metrics": s.summary})
 

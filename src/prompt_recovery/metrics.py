@@ -165,7 +165,7 @@ class Embedder:
                 model = SentenceTransformer(T5_HUB_ID, device=device, local_files_only=True)
             except Exception:  # noqa: BLE001 - not in the local cache
                 raise UserError(f"embedder sentence-t5-base is not available offline: download "
-                                f"{T5_HUB_ID} into the Hugging Face cache (huggingface-cli download {T5_HUB_ID}) "
+                                f"{T5_HUB_ID} into the Hugging Face cache (`hf download {T5_HUB_ID}`) "
                                 f"or pass its local directory with --embedder PATH") from None
             return cls("sentence-t5-base", model, T5_HUB_ID)
         p = Path(name).expanduser()

@@ -30,7 +30,9 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +135,9 @@ def _cached_hf_dir(preset: Preset) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = gguf_path(preset)
-    log.info("converting %s to %s (once)", gguf.name, target)
+    t0 = time.time()
+    print(f"prompt-recovery: converting {gguf.name} to float weights for transformers (once, cached as {target}) ...",
+          file=sys.stderr, flush=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     # the weights are already float: drop the GGUF quantizer so the model saves as plain safetensors
@@ -157,6 +161,7 @@ def _cached_hf_dir(preset: Preset) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    print(f"prompt-recovery: converting {gguf.name}: done in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
     return target
 
 

@@ -34,11 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 
-# NB: no `from __future__ import annotations` here: FastAPI reads the request models defined
-# inside `create_app` from the endpoint annotations at runtime.
+# NB: no `from __future__ import annotations` here: FastAPI reads the request models from the endpoint
+# annotations at runtime.
 
 log = logging.getLogger(__name__)
 
@@ -227,77 +229,150 @@ def _describe_validation(errors) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pairs: int = MAX_BATCH_PAIRS,
-               max_waiting: int = MAX_WAITING, model_name: str | None = None,
-               allowed_hosts: list[str] | None = None):
-    """A FastAPI app serving `recoverer` (a loaded `prompt_recovery.Recoverer`) to many clients.
+# ---------------------------------------------------------------- the API: request/response models, service, routes
 
-    `allowed_hosts`: the Host header names answered (others: 400); None answers any (the `serve` command
-    always passes a list, see `allowed_hosts_for`)."""
-    from contextlib import asynccontextmanager
+class Pair(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "original_text": "The meeting is at 3pm.", "rewritten_text": "Arr, the meetin' be at 3 bells!"}]})
+    original_text: str = Field(description="the original text (at most max_text_chars characters: see /health)")
+    rewritten_text: str = Field(description="the rewritten text (at most max_text_chars characters: see /health)")
 
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.exception_handlers import http_exception_handler
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+
+class BatchPair(Pair):
+    id: str | int | None = Field(None, description="optional id, echoed back in the result")
+
+
+class Batch(BaseModel):
+    pairs: list[BatchPair] = Field(min_length=1, description="1 to max_batch_pairs pairs (see /health)")
+
+
+class Recovered(BaseModel):
+    rewrite_prompt: str = Field(description="the recovered instruction (one non-empty line)")
+    model: str = Field(description="the model that answered")
+    latency_ms: float = Field(description="time in the server, queueing included")
+
+
+class BatchItem(BaseModel):
+    id: str | int | None = None
+    rewrite_prompt: str
+
+
+class BatchRecovered(BaseModel):
+    results: list[BatchItem] = Field(description="one result per pair, in input order")
+    model: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts (the `serve` options of the same names)."""
+
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_batch_pairs: int = MAX_BATCH_PAIRS
+    max_waiting: int = MAX_WAITING
+
+    @property
+    def max_body(self) -> int:
+        """Largest request body, in bytes (JSON escapes take up to 6 bytes a character)."""
+        return self.max_batch_pairs * 2 * self.max_text_chars * 6 + (1 << 20)
+
+
+class Service:
+    """The model behind the routes: `recoverer` run through one `ModelQueue`, named `name`, within `limits`."""
+
+    def __init__(self, recoverer, name: str, limits: Limits):
+        self.recoverer, self.name, self.limits = recoverer, name, limits
+        self.queue = ModelQueue(limits.max_waiting)
+
+    async def recover(self, pairs: list[tuple[str, str]], batch: bool) -> list[str]:
+        """Instructions for checked `pairs`, in order: 413 for a text over the limit, 422 for an empty or
+        invalid one, 503 when the queue is full."""
+        from fastapi import HTTPException
+
+        _check_limit(pairs, self.limits.max_text_chars, batch)
+        _check_text(pairs, batch)
+        try:
+            return await self.queue.run(self.recoverer.recover_batch, pairs)
+        except Busy:
+            raise HTTPException(503, f"the server is busy ({self.limits.max_waiting} requests waiting); retry "
+                                     "shortly", headers={"Retry-After": "1"}) from None
+
+    def health(self) -> dict:
+        lim = self.limits
+        return {"status": "ok", "model": self.name, "pending": self.queue.pending,
+                "limits": {"max_text_chars": lim.max_text_chars, "max_batch_pairs": lim.max_batch_pairs,
+                           "max_waiting": lim.max_waiting}}
+
+
+_ERRORS = {422: {"description": "malformed JSON, missing field or empty text"},
+           503: {"description": "too many requests queued"}}
+
+
+def api_router(service: Service):
+    """The endpoints: the page, /health, /examples, /recover and /recover/batch."""
+    from fastapi import APIRouter, HTTPException
+    from fastapi.responses import HTMLResponse
 
     from prompt_recovery.recover import load_examples
 
-    name = model_name or public_name(recoverer)
-    queue = ModelQueue(max_waiting)
-    max_body = max_batch_pairs * 2 * max_text_chars * 6 + (1 << 20)  # JSON escapes take up to 6 bytes/char
+    router = APIRouter()
+    max_pairs = service.limits.max_batch_pairs
 
-    class Pair(BaseModel):
-        model_config = ConfigDict(json_schema_extra={"examples": [{
-            "original_text": "The meeting is at 3pm.", "rewritten_text": "Arr, the meetin' be at 3 bells!"}]})
-        original_text: str = Field(description=f"the original text (at most {max_text_chars:,} characters)")
-        rewritten_text: str = Field(description=f"the rewritten text (at most {max_text_chars:,} characters)")
+    def ms_since(t0: float) -> float:
+        return round((time.perf_counter() - t0) * 1e3, 1)
 
-    class BatchPair(Pair):
-        id: str | int | None = Field(None, description="optional id, echoed back in the result")
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
-    class Batch(BaseModel):
-        pairs: list[BatchPair] = Field(min_length=1, description=f"1 to {max_batch_pairs} pairs")
+    @router.get("/health", summary="liveness, the model and the limits")
+    def health():
+        return service.health()
 
-    class Recovered(BaseModel):
-        rewrite_prompt: str = Field(description="the recovered instruction (one non-empty line)")
-        model: str = Field(description="the model that answered")
-        latency_ms: float = Field(description="time in the server, queueing included")
+    @router.get("/examples", summary="example (original, rewritten, true instruction) triples")
+    def examples():
+        return [{k: row[k] for k in ("id", "original_text", "rewritten_text", "rewrite_prompt")}
+                for row in load_examples()]
 
-    class BatchItem(BaseModel):
-        id: str | int | None = None
-        rewrite_prompt: str
+    @router.post("/recover", response_model=Recovered, summary="recover the instruction for one pair",
+                 responses={413: {"description": "a text is longer than the limit"}, **_ERRORS})
+    async def recover(pair: Pair):
+        t0 = time.perf_counter()
+        out = await service.recover([(pair.original_text, pair.rewritten_text)], batch=False)
+        return Recovered(rewrite_prompt=out[0], model=service.name, latency_ms=ms_since(t0))
 
-    class BatchRecovered(BaseModel):
-        results: list[BatchItem] = Field(description="one result per pair, in input order")
-        model: str
-        latency_ms: float
+    @router.post("/recover/batch", response_model=BatchRecovered, summary=f"recover up to {max_pairs} pairs",
+                 responses={413: {"description": "too many pairs or a text longer than the limit"}, **_ERRORS})
+    async def recover_batch(batch: Batch):
+        t0 = time.perf_counter()
+        if len(batch.pairs) > max_pairs:
+            raise HTTPException(413, f"{len(batch.pairs)} pairs in one request; the limit is {max_pairs}")
+        outs = await service.recover([(p.original_text, p.rewritten_text) for p in batch.pairs], batch=True)
+        return BatchRecovered(results=[BatchItem(id=p.id, rewrite_prompt=o) for p, o in zip(batch.pairs, outs)],
+                              model=service.name, latency_ms=ms_since(t0))
 
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-        queue.close()
+    return router
 
-    import inspect
 
-    # FastAPI's own cap also bounds chunked bodies (no Content-Length) but answers a bare "Content Too Large";
-    # it sits above ours, so declared sizes up to 4x the limit get our clearer message from `limit_body`.
-    extra = {"max_body_size": 4 * max_body} if "max_body_size" in inspect.signature(FastAPI).parameters else {}
-    app = FastAPI(title="prompt-recovery", version=_version(), lifespan=lifespan, **extra,
-                  description="Recover the instruction an LLM was given from the original and rewritten texts. "
-                              f"Limits: {max_text_chars:,} characters per text (413 above), {max_batch_pairs} "
-                              f"pairs per batch (413 above), {max_waiting} requests queued (503 above).")
-    app.state.recoverer, app.state.queue = recoverer, queue
+async def limit_body(request, call_next):
+    """HTTP middleware: a clear 413 for a declared body over the service's limit, before reading it."""
+    from fastapi.responses import JSONResponse
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # a clear 413 before reading the body
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > max_body:
-            return JSONResponse({"detail": f"request body of {int(size):,} bytes is too large; the limit is "
-                                           f"{max_body:,} bytes"}, status_code=413)
-        return await call_next(request)
+    max_body = request.app.state.service.limits.max_body
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > max_body:
+        return JSONResponse({"detail": f"request body of {int(size):,} bytes is too large; the limit is "
+                                       f"{max_body:,} bytes"}, status_code=413)
+    return await call_next(request)
+
+
+def add_error_handlers(app) -> None:
+    """Bad input is a 422 with one readable `detail` (never a 500); a failure of ours is a 500 without details."""
+    from fastapi import Request
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -335,51 +410,39 @@ def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pai
         return JSONResponse({"detail": f"internal error: {type(exc).__name__} (see the server log)"},
                             status_code=500)
 
-    async def generate(pairs: list[tuple[str, str]], batch: bool) -> list[str]:
-        _check_limit(pairs, max_text_chars, batch)
-        _check_text(pairs, batch)
-        try:
-            return await queue.run(recoverer.recover_batch, pairs)
-        except Busy:
-            raise HTTPException(503, f"the server is busy ({max_waiting} requests waiting); retry shortly",
-                                headers={"Retry-After": "1"}) from None
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index():
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+def create_app(recoverer, *, max_text_chars: int = MAX_TEXT_CHARS, max_batch_pairs: int = MAX_BATCH_PAIRS,
+               max_waiting: int = MAX_WAITING, model_name: str | None = None,
+               allowed_hosts: list[str] | None = None):
+    """A FastAPI app serving `recoverer` (a loaded `prompt_recovery.Recoverer`) to many clients.
 
-    @app.get("/health", summary="liveness, the model and the limits")
-    def health():
-        return {"status": "ok", "model": name, "pending": queue.pending,
-                "limits": {"max_text_chars": max_text_chars, "max_batch_pairs": max_batch_pairs,
-                           "max_waiting": max_waiting}}
+    `allowed_hosts`: the Host header names answered (others: 400); None answers any (the `serve` command
+    always passes a list, see `allowed_hosts_for`)."""
+    import inspect
+    from contextlib import asynccontextmanager
 
-    @app.get("/examples", summary="example (original, rewritten, true instruction) triples")
-    def examples():
-        return [{k: row[k] for k in ("id", "original_text", "rewritten_text", "rewrite_prompt")}
-                for row in load_examples()]
+    from fastapi import FastAPI
 
-    @app.post("/recover", response_model=Recovered, summary="recover the instruction for one pair",
-              responses={413: {"description": "a text is longer than the limit"},
-                         422: {"description": "malformed JSON, missing field or empty text"},
-                         503: {"description": "too many requests queued"}})
-    async def recover(pair: Pair):
-        t0 = time.perf_counter()
-        out = await generate([(pair.original_text, pair.rewritten_text)], batch=False)
-        return Recovered(rewrite_prompt=out[0], model=name, latency_ms=round((time.perf_counter() - t0) * 1e3, 1))
+    limits = Limits(max_text_chars, max_batch_pairs, max_waiting)
+    service = Service(recoverer, model_name or public_name(recoverer), limits)
 
-    @app.post("/recover/batch", response_model=BatchRecovered, summary=f"recover up to {max_batch_pairs} pairs",
-              responses={413: {"description": "too many pairs or a text longer than the limit"},
-                         422: {"description": "malformed JSON, missing field or empty text"},
-                         503: {"description": "too many requests queued"}})
-    async def recover_batch(batch: Batch):
-        t0 = time.perf_counter()
-        if len(batch.pairs) > max_batch_pairs:
-            raise HTTPException(413, f"{len(batch.pairs)} pairs in one request; the limit is {max_batch_pairs}")
-        outs = await generate([(p.original_text, p.rewritten_text) for p in batch.pairs], batch=True)
-        return BatchRecovered(results=[BatchItem(id=p.id, rewrite_prompt=o) for p, o in zip(batch.pairs, outs)],
-                              model=name, latency_ms=round((time.perf_counter() - t0) * 1e3, 1))
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.queue.close()
 
+    # FastAPI's own cap also bounds chunked bodies (no Content-Length) but answers a bare "Content Too Large";
+    # it sits above ours, so declared sizes up to 4x the limit get our clearer message from `limit_body`.
+    extra = ({"max_body_size": 4 * limits.max_body} if "max_body_size" in inspect.signature(FastAPI).parameters
+             else {})
+    app = FastAPI(title="prompt-recovery", version=_version(), lifespan=lifespan, **extra,
+                  description="Recover the instruction an LLM was given from the original and rewritten texts. "
+                              f"Limits: {max_text_chars:,} characters per text (413 above), {max_batch_pairs} "
+                              f"pairs per batch (413 above), {max_waiting} requests queued (503 above).")
+    app.state.service, app.state.recoverer, app.state.queue = service, recoverer, service.queue
+    app.middleware("http")(limit_body)
+    add_error_handlers(app)
+    app.include_router(api_router(service))
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=list(allowed_hosts))  # outermost: checked before anything else
     return app

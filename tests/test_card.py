@@ -128,16 +128,19 @@ def test_local_directory_base_is_not_a_hub_id_but_its_gguf_origin_is_stated(tmp_
 
 
 def test_shipped_card_renders_with_hub_metadata_from_its_files():
-    """The shipped adapter's files (older evaluation.json without markers) give a valid card; rendered
-    only, the shipped README.md is left as it is."""
+    """The shipped adapter's files give a valid card with its dev, held-out and family-suite results,
+    and the shipped README.md is that card (regenerated, not hand-edited)."""
     cfg = yaml.safe_load((SHIPPED / "train_config.yaml").read_text())
     run = json.loads((SHIPPED / "train_summary.json").read_text())
     text = card.render_card(SHIPPED, cfg, run)
     meta = front_matter(text)
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     names = [r["dataset"]["name"] for r in meta["model-index"][0]["results"]]
-    assert names == ["dev", "dev with typos (rate 0.05)"]
+    assert names == ["dev", "dev with typos (rate 0.05)", "heldout", "family suite"]
+    suite = json.loads((SHIPPED / "evaluation.json").read_text())["shipped adapter, family suite"]
+    assert suite["n"] == 89 and 0 <= suite["family_accuracy"] <= 1
     assert "--adapter default" in text and "/root/" not in text
+    assert (SHIPPED / "README.md").read_text() == text
 
 
 def test_merged_card_is_a_transformers_model_with_the_adapter_results(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prompt_recovery.data.clean import norm
+from prompt_recovery.data.clean import word_key
 from prompt_recovery.data.split import exclude_clusters, split_by_instruction, split_by_source
 from prompt_recovery.errors import UserError
 
@@ -25,12 +25,12 @@ class FamilyEmbedder:
     name = "family-embedder"
 
     def encode(self, texts):
-        fam = {norm(p): i for i, ps in enumerate(FAMILIES.values()) for p in ps}
+        fam = {word_key(p): i for i, ps in enumerate(FAMILIES.values()) for p in ps}
         rng = np.random.default_rng(0)
         out = []
         for t in texts:
             v = np.zeros(len(FAMILIES) + 4, dtype=np.float32)
-            v[fam.get(norm(t), len(FAMILIES))] = 1.0
+            v[fam.get(word_key(t), len(FAMILIES))] = 1.0
             v += rng.normal(0, 0.01, v.shape).astype(np.float32)
             out.append(v / np.linalg.norm(v))
         return np.stack(out) if out else np.zeros((0, len(FAMILIES) + 4), dtype=np.float32)

@@ -18,8 +18,8 @@ def embedder():
 
 
 def test_normalize_and_exact_match():
-    assert metrics.normalize("  Rewrite it as a POEM!  ") == "rewrite it as a poem"
-    assert metrics.normalize("“Make it—formal.”") == "make it formal"
+    assert metrics.match_form("  Rewrite it as a POEM!  ") == "rewrite it as a poem"
+    assert metrics.match_form("“Make it—formal.”") == "make it formal"
     assert metrics.exact_match("Rewrite it as a Poem!", "rewrite it as a poem") == 1.0
     assert metrics.exact_match("Rewrite it as a poem", "Rewrite it as a song") == 0.0
 
@@ -56,6 +56,26 @@ def test_sharpened_cosine_hand_values():
     assert got[0] == pytest.approx(math.sqrt(0.5) ** 3)  # cos 45 degrees, cubed
     assert got[1] == 0.0  # negative cosine is clipped to 0
     assert got[2] == pytest.approx(1.0)
+
+
+def test_one_scs_formula_for_pairs_matrices_and_the_mean_prompt_objective():
+    from prompt_recovery.mean_prompt import mean_scs
+    from prompt_recovery.search import mbr_choice
+
+    cos = np.array([[-0.5, 0.0, 0.5, 1.0, 1.2]])
+    assert metrics.sharpen(cos).tolist() == [[0.0, 0.0, 0.125, 1.0, 1.0]]
+    v = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    assert mean_scs(v[:1], v).tolist() == pytest.approx([(1 + 0.6 ** 3 + 0) / 3])
+
+    class Fixed:  # "embeds" the candidates as the rows of v
+        def encode(self, texts):
+            return v[[int(t) for t in texts]]
+
+    assert mbr_choice(["0", "1", "2"], Fixed()) == 1  # the middle one is closest to both others
+
+
+def test_embedders_give_zero_rows_of_their_width_for_no_texts(embedder):
+    assert embedder.encode([]).shape == (0, embedder.encode(["a text"]).shape[1]) == (0, embedder.dim)
 
 
 def test_scs_identical_is_one_and_unrelated_is_low(embedder):
@@ -121,6 +141,12 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
 def test_categorize(text, cat):
     assert cat in CATEGORIES
     assert categorize(text) == cat
+
+
+def test_categorize_fallback_replaces_other_only():
+    assert categorize("Rewrite it.", fallback="change_tone") == "change_tone"
+    assert categorize("", fallback="expand") == "expand"
+    assert categorize("Summarize the text.", fallback="expand") == "summarise"
 
 
 def test_sentence_t5_offline_is_used_or_a_clear_error(monkeypatch, tmp_path):

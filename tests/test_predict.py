@@ -112,6 +112,24 @@ def test_interrupted_run_resumes_from_sidecar(tmp_path):
     assert sum(len(c) for c in fake2.calls) == 3
 
 
+def test_resume_file_header_and_lines(tmp_path):
+    """Only a header cut short (nothing finished yet) starts over; a file that is not ours is refused, not
+    overwritten; a last line cut inside a UTF-8 character is skipped like any line cut short."""
+    df = pr.read_pairs(str(PAIRS))
+    cfg = make_cfg(tmp_path)
+    fp = pr.fingerprint(df, cfg)
+    side = tmp_path / "side.jsonl"
+    side.write_bytes(b'{"fingerpr')
+    assert pr.sidecar_fingerprint(side) is None and pr.load_sidecar(side, fp, len(df)) == {}
+    side.write_bytes(b'["not", "ours"]\n{"row": 0, "rewrite_prompt": "x"}\n')
+    with pytest.raises(UserError, match="was not written by `prompt-recovery predict`"):
+        pr.predict_frame(df, cfg, recoverer=FakeRecoverer(), sidecar=side)
+    assert side.read_bytes().startswith(b'["not", "ours"]')
+    row = json.dumps({"row": 3, "rewrite_prompt": "Réécris"}, ensure_ascii=False).encode()
+    side.write_bytes(json.dumps({"fingerprint": fp}).encode() + b"\n" + row + b"\n" + row[:-7])  # cut inside "é"
+    assert pr.load_sidecar(side, fp, len(df)) == {3: "Réécris"}
+
+
 def test_limit_and_ids_from_row_numbers(tmp_path):
     p = tmp_path / "noid.jsonl"
     p.write_text('{"original_text": "a", "rewritten_text": "b"}\n{"original_text": "c", "rewritten_text": "d"}\n'

@@ -15,12 +15,11 @@ The base model without adapter is the other baseline:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.schema import atomic_write_text, table_format, write_table
+from prompt_recovery.schema import atomic_write_text, read_text_file, table_format, write_table
 
 CANDIDATES = (
     DEFAULT_INSTRUCTION,
@@ -80,10 +79,8 @@ def run(cfg: BaselineConfig) -> int:
 
     candidates = list(cfg.constants or [])
     if cfg.constants_file:
-        p = Path(cfg.constants_file)
-        if not p.is_file():
-            raise UserError(f"constants file not found: {p}")
-        candidates = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        text = read_text_file(cfg.constants_file, "constants")
+        candidates = [ln.strip() for ln in text.splitlines() if ln.strip()]
     candidates = list(dict.fromkeys(c for c in candidates if c.strip()))
     if not candidates:
         raise UserError("no candidate instructions given")

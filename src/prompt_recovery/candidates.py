@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from prompt_recovery.errors import UserError
-from prompt_recovery.metrics import normalize
+from prompt_recovery.metrics import match_form
 from prompt_recovery.prompting import postprocess
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def dedupe(texts: Sequence[str], limit: int | None = None) -> list[str]:
     """Texts in order, dropping repeats by normalised form; at most `limit`."""
     seen, out = set(), []
     for t in texts:
-        key = normalize(t)
+        key = match_form(t)
         if not key or key in seen:
             continue
         seen.add(key)
@@ -156,18 +156,10 @@ class PromptBank:
         eo = embedder.encode(originals, progress=progress)
         er = embedder.encode(rewrittens, progress=progress)
         if cache:
-            import os
-            import tempfile
+            from prompt_recovery.schema import atomic_path
 
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz")
-            os.close(fd)
-            try:
+            with atomic_path(target, suffix=".npz") as tmp:  # (np.savez adds .npz to other names)
                 np.savez(tmp, original=eo, rewritten=er)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
         return pair_keys(eo, er)
 
     def nearest(self, pairs: Sequence[tuple[str, str]], k: int, greedy: Sequence[str] | None = None,

@@ -134,11 +134,13 @@ _IMPROVE = _words("improve", "improved", "improving", "polish", "polished", "pro
 _AS_A = re.compile(r"\b(?:as|into|like)\s+(?:an?|the|some)\b", re.I)
 
 
-def categorize(instruction: str) -> str:
-    """The category (one of `CATEGORIES`) of one instruction; see the module docstring."""
+def categorize(instruction: str, fallback: str = "other") -> str:
+    """The category (one of `CATEGORIES`) of one instruction; see the module docstring. An instruction
+    that fits none of them (or is empty) gets `fallback`: "other", or e.g. the category of the template a
+    generated prompt was made from."""
     text = " ".join(str(instruction or "").split())
     if not text:
-        return "other"
+        return fallback
     if (_TRANSLATE.search(text) and not _DIALECT.search(text)) or _SIMPLIFY.search(text):
         return "translate_simplify"
     if _SUMMARISE.search(text):
@@ -157,8 +159,4 @@ def categorize(instruction: str) -> str:
         return "change_style"
     if _IMPROVE.search(text):
         return "improve"
-    return "other"
-
-
-def categorize_many(instructions) -> list[str]:
-    return [categorize(t) for t in instructions]
+    return fallback

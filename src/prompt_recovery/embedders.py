@@ -14,7 +14,8 @@
   offline: a gain found by optimising against MiniLM that does not show under it is likely
   an artefact of the scoring model. Its absolute values are not comparable to MiniLM's.
 
-Every embedder has ``name`` and ``encode(texts) -> float32 array`` of L2-normalised rows.
+Every embedder is a `CachingEncoder`: ``name``, ``dim`` and ``encode(texts) -> float32 array``
+of shape (len(texts), dim), L2-normalised rows.
 """
 
 from __future__ import annotations
@@ -24,12 +25,40 @@ from typing import Sequence
 TOKEN_EMBEDDERS = {"smollm2-tokens": "smollm2-135m"}
 
 
-class TokenMeanEmbedder:
+class CachingEncoder:
+    """The `encode` of every embedder: each distinct text is encoded once (`_encode_new`) and kept, so
+    texts seen again (bank keys, the truths of several scores) cost nothing. Subclasses set ``name`` and
+    ``dim`` and define ``_encode_new(texts, batch_size, progress)`` -> one row per text."""
+
+    name: str
+    dim: int
+
+    def __init__(self):
+        self._cache: dict[str, object] = {}
+
+    def _encode_new(self, texts: list[str], batch_size: int, progress: bool):
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False):
+        """float32 array (len(texts), dim), one row per text in order; (0, dim) for no texts."""
+        import numpy as np
+
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            for t, v in zip(todo, self._encode_new(todo, batch_size, progress)):
+                self._cache[t] = np.asarray(v, dtype=np.float32)
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+class TokenMeanEmbedder(CachingEncoder):
     """Centred mean of a language model's input token embeddings (see module docstring)."""
 
     def __init__(self, matrix, tokenizer, name: str, remove_top: int = 10):
         import numpy as np
 
+        super().__init__()
         m = np.asarray(matrix, dtype=np.float32)
         self.center = m.mean(axis=0)
         self.matrix = m
@@ -38,7 +67,7 @@ class TokenMeanEmbedder:
         self.top = vecs[:, ::-1][:, :remove_top].astype(np.float32)  # principal directions to remove
         self.tokenizer = tokenizer
         self.name = name
-        self._cache: dict[str, object] = {}
+        self.dim = m.shape[1]
 
     @classmethod
     def load(cls, name: str = "smollm2-tokens") -> "TokenMeanEmbedder":
@@ -60,15 +89,8 @@ class TokenMeanEmbedder:
         n = float(np.linalg.norm(v))
         return (v / n if n > 0 else v).astype(np.float32)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False):
-        import numpy as np
-
-        for t in texts:
-            if t not in self._cache:
-                self._cache[t] = self._one(t)
-        if not texts:
-            return np.zeros((0, self.matrix.shape[1]), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
+    def _encode_new(self, texts: list[str], batch_size: int, progress: bool):
+        return [self._one(t) for t in texts]
 
 
 def load_embedder(name: str = "minilm", device: str = "cpu"):

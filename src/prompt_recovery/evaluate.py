@@ -28,7 +28,7 @@ from pathlib import Path
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.schema import atomic_write_text, read_table
+from prompt_recovery.schema import atomic_path, atomic_write_text, read_table, with_row_ids
 
 log = logging.getLogger("prompt_recovery.evaluate")
 
@@ -68,11 +68,7 @@ class EvaluateConfig:
 
 def read_truth(path: str):
     """The truth table with ids as text (row numbers when the file has no id column)."""
-    df = read_table(path, required=("rewrite_prompt",))
-    df = df.reset_index(drop=True)
-    if "id" not in df.columns:
-        log.warning("%s has no id column; using row numbers 0..%d as ids", path, max(len(df) - 1, 0))
-        df.insert(0, "id", [str(i) for i in range(len(df))])
+    df = with_row_ids(read_table(path, required=("rewrite_prompt",)), path)
     _check_unique(df, path)
     return df
 
@@ -273,10 +269,9 @@ def _save(fig, path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path, suffix=".png") as tmp:  # savefig takes the format from the name
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)
     return path.name
 
 

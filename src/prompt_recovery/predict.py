@@ -10,7 +10,7 @@ empty instruction. Rows whose original or rewritten text is empty get the fallba
 instruction (``--fallback``) and are counted in a warning.
 
 Rows are sorted by length and sent to the model in chunks of ``--chunk-size`` (default 32, or 4×
-the prompts the llama-cpp backend keeps in flight: 128 on 2 cores); after each
+the prompts the llama-cpp backend keeps in flight; docs/speed.md); after each
 chunk the finished rows are appended to ``OUTPUT.partial.jsonl``, so an interrupted run
 picks up where it stopped when rerun with the same arguments (``--no-resume`` starts over).
 The final file is written atomically and the sidecar removed.
@@ -29,7 +29,7 @@ from pathlib import Path
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.schema import check_output, read_table, table_format, write_table
+from prompt_recovery.schema import check_output, read_table, table_format, with_row_ids, write_table
 from prompt_recovery.search import SearchOptions, fingerprint_items
 
 log = logging.getLogger("prompt_recovery.predict")
@@ -68,10 +68,7 @@ def read_pairs(path: str, limit: int | None = None):
     df = read_table(path, required=REQUIRED)
     if limit is not None:
         df = df.iloc[:limit]
-    df = df.reset_index(drop=True)
-    if "id" not in df.columns:
-        log.warning("%s has no id column; using row numbers 0..%d as ids", path, max(len(df) - 1, 0))
-        df.insert(0, "id", [str(i) for i in range(len(df))])
+    df = with_row_ids(df, path)
     if df["id"].duplicated().any():
         dup = df["id"][df["id"].duplicated()].unique()[:5]
         log.warning("%s has duplicated ids (%s); each row still gets its own prediction", path, ", ".join(dup))
@@ -99,45 +96,46 @@ def sidecar_path(output: str | Path) -> Path:
     return p.with_name(p.name + ".partial.jsonl")
 
 
-def check_sidecar(path: Path) -> None:
-    """A file at the sidecar's place that this command did not write (its first line is not the
-    {"fingerprint": ...} header) is refused, never overwritten; one cut short inside the header is ours."""
+def sidecar_fingerprint(path: Path) -> str | None:
+    """The fingerprint in the sidecar's {"fingerprint": ...} header line; None when there is no sidecar or it
+    was cut short inside its header (killed before any row was finished). A file at the sidecar's place that
+    this command did not write (another first line) is refused, never overwritten or restarted."""
     try:
         with path.open("rb") as f:
             first = f.readline()
     except FileNotFoundError:
-        return
+        return None
     except OSError as e:
         raise UserError(f"cannot read the resume file {path}: {e.strerror or e}") from None
     if not first.endswith(b"\n"):
-        return  # empty, or killed while the header was being written
+        return None  # empty, or killed while the header was being written
     try:
-        ok = isinstance(json.loads(first), dict) and "fingerprint" in json.loads(first)
-    except ValueError:
-        ok = False
-    if not ok:
+        header = json.loads(first)
+    except ValueError:  # (also invalid UTF-8)
+        header = None
+    if not isinstance(header, dict) or "fingerprint" not in header:
         raise UserError(f"{path} exists and was not written by `prompt-recovery predict`; move it away or choose "
                         "another --output")
+    return str(header["fingerprint"])
 
 
 def load_sidecar(path: Path, fp: str, n: int) -> dict[int, str]:
-    """Finished rows {row: prediction} from a sidecar written for the same job; {} otherwise."""
-    if not path.is_file():
+    """Finished rows {row: prediction} from a sidecar written for the same job; {} when there is none or it
+    belongs to another input or model (a warning says so)."""
+    found = sidecar_fingerprint(path)
+    if found is None:
+        return {}
+    if found != fp:
+        log.warning("%s belongs to a different input or model; starting over", path)
         return {}
     done: dict[int, str] = {}
-    with path.open(encoding="utf-8") as f:
-        header = f.readline()
-        try:
-            if json.loads(header).get("fingerprint") != fp:
-                log.warning("%s belongs to a different input or model; starting over", path)
-                return {}
-        except (json.JSONDecodeError, AttributeError):
-            return {}
+    with path.open("rb") as f:
+        f.readline()  # the header
         for line in f:
             try:
                 rec = json.loads(line)
                 row, pred = int(rec["row"]), str(rec["rewrite_prompt"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            except (ValueError, KeyError, TypeError):  # (ValueError: also JSON and UTF-8 errors)
                 continue  # a line cut short by the interruption
             if 0 <= row < n and pred.strip():
                 done[row] = pred
@@ -147,7 +145,7 @@ def load_sidecar(path: Path, fp: str, n: int) -> dict[int, str]:
 def default_chunk_size(recoverer) -> int:
     """32 rows, or 4x the prompts the llama-cpp backend keeps in flight (all its workers together):
     every chunk ends with a tail in which fewer and fewer prompts decode per step, so a chunk
-    should hold several rounds of them (200 dev rows: chunks of 32 took 6% longer than 256)."""
+    should hold several rounds of them (measured in docs/speed.md, "Chunk size of predict")."""
     return max(32, 4 * getattr(getattr(recoverer, "engine", None), "capacity", 0))
 
 
@@ -237,7 +235,7 @@ def run(cfg: PredictConfig) -> int:
     # before any work: never overwrite the input, and a folder or unwritable place fails now, not after the model ran
     check_output(out, [source], what=f"--output {out}")
     check_output(side, [source], what=f"the resume file {side}", append=True)
-    check_sidecar(side)
+    sidecar_fingerprint(side)  # a foreign file at the resume file's place is refused now
     df = read_pairs(source, cfg.limit)
     if len(df) == 0:
         raise UserError(f"{cfg.input} has no rows")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
+from prompt_recovery.schema import read_text_file
 from prompt_recovery.search import SearchOptions
 from prompt_recovery.suite import load_examples
 
@@ -28,10 +28,13 @@ def check_pair(original, rewritten) -> None:
 
 
 class Recoverer:
-    """A loaded recovery model. Thread-compatible, not thread-safe: serialise calls."""
+    """A loaded recovery model. Thread-compatible, not thread-safe: serialise calls.
 
-    def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8,
-                 backend: str = "transformers", engine=None):
+    `engine` is the generation backend object (`backends.TransformersBackend`, `LlamaCppBackend` or
+    `VLLMBackend`; default: transformers on `loaded.model`); `backend` is its name, as `--backend` takes it."""
+
+    def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8, *,
+                 engine=None):
         from prompt_recovery.backends import TransformersBackend
 
         self.loaded = loaded
@@ -41,7 +44,11 @@ class Recoverer:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.engine = engine or TransformersBackend(loaded.model, loaded.tokenizer)
-        self.backend = self.engine.name
+
+    @property
+    def backend(self) -> str:
+        """The engine's name: "transformers", "llama-cpp" or "vllm"."""
+        return self.engine.name
 
     @classmethod
     def load(cls, model: str = "smollm2-135m", adapter: str | None = "default", prompt_format: str | None = None,
@@ -108,18 +115,6 @@ class RecoverConfig(ModelOptions, SearchOptions):
     rewritten_file: str | None = opt(None, "read the rewritten text from this UTF-8 file")
     examples: bool = opt(False, "recover the bundled example pairs instead (shows the true instruction too)")
     json: bool = opt(False, "print a JSON object instead of the bare instruction")
-
-
-def read_text_file(path: str, what: str) -> str:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} file not found: {p}")
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{what} file {p} is not valid UTF-8 (byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"cannot read {what} file {p}: {e.strerror}") from None
 
 
 def _pair_from_config(cfg: RecoverConfig) -> tuple[str, str]:

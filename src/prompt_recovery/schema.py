@@ -1,17 +1,24 @@
-"""The canonical row and table I/O: CSV, JSONL and Parquet, column mapping, atomic writes.
+"""The project's file I/O: tables (CSV, JSONL, Parquet) and column mapping, row ids, text files, atomic writes.
 
 Canonical columns: ``id, original_text, rewrite_prompt, rewritten_text`` plus provenance
 ``source, rewriter, category``. Files from the wild use other names; `COLUMN_ALIASES` maps
 them (case-insensitive) so every stage sees the canonical ones.
+
+A file written in one go is written through `atomic_path` (a temporary file in the same folder, renamed
+over the target), so an interrupted run never leaves it half-written; `read_text_file` reads a text
+file the user named and `with_row_ids` gives a table without ids its row numbers.
 
     python -c "from prompt_recovery.schema import read_table; print(read_table('x.csv').head())"
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -19,6 +26,8 @@ from pathlib import Path
 from typing import Iterable
 
 from prompt_recovery.errors import UserError
+
+log = logging.getLogger(__name__)
 
 CANONICAL = ("id", "original_text", "rewrite_prompt", "rewritten_text")
 PROVENANCE = ("source", "rewriter", "category")
@@ -58,10 +67,6 @@ def _current_umask() -> int:
 
 _UMASK: int | None = None
 _UMASK_LOCK = threading.Lock()
-
-
-def _umask_mode() -> int:
-    return 0o666 & ~_current_umask()
 
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -255,44 +260,81 @@ def require_columns(df, required: Iterable[str], where: str | Path = "input") ->
                         f"found {', '.join(map(str, df.columns)) or '(none)'}")
 
 
+def with_row_ids(df, path: str | Path):
+    """`df` (index reset) with an `id` column: the file's own, else the row numbers 0, 1, 2... as text (with a
+    warning naming `path`)."""
+    df = df.reset_index(drop=True)
+    if "id" not in df.columns:
+        log.warning("%s has no id column; using row numbers 0..%d as ids", path, max(len(df) - 1, 0))
+        df.insert(0, "id", [str(i) for i in range(len(df))])
+    return df
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a file the user named (`what` names it in errors: "suffix", "original", ...)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} file {p} is not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} file {p}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------- atomic writes
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp", directory: bool = False):
+    """Write `path` atomically: yields a temporary path in the same folder (a file, or a folder with `directory`)
+    to write into; when the block ends without an error it takes `path`'s place in one rename, with the usual
+    permissions (0666/0777 less the umask); on an error it is removed and `path` is left as it was.
+
+    `suffix` ends the temporary name (some writers choose the format by it: ".npz", ".png"). A folder does not
+    replace an existing non-empty folder: the rename raises OSError (e.g. another process made it first)."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+            os.close(fd)
+    except OSError as e:
+        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
+    try:
+        yield Path(tmp)
+        # mkstemp/mkdtemp make 0600/0700 entries; give the usual permissions
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_current_umask())
+        os.replace(tmp, p)
+    finally:
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
 def write_table(df, path: str | Path) -> Path:
     """Write atomically (temporary file in the same folder, then rename)."""
     p = Path(path)
     fmt = table_format(p)
     check_output(p)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         if fmt == "csv":
             df.to_csv(tmp, index=False, encoding="utf-8")
         elif fmt == "jsonl":
             df.to_json(tmp, orient="records", lines=True, force_ascii=False)
         else:
             df.to_parquet(tmp, index=False)
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     p = Path(path)
     check_output(p)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write {p}: {e.strerror or e}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return p
 
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import read_text_file
 
 log = logging.getLogger(__name__)
 SELECT = ("mbr", "replay", "first")
@@ -70,15 +70,9 @@ def read_suffix(o: SearchOptions) -> str:
         raise UserError("give either --suffix or --suffix-file, not both")
     text = o.suffix or ""
     if o.suffix_file:
-        p = Path(o.suffix_file)
-        if not p.is_file():
-            raise UserError(f"suffix file not found: {p}")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"suffix file {p} is not valid UTF-8") from None
+        text = read_text_file(o.suffix_file, "suffix")
         if not text.strip():
-            raise UserError(f"suffix file {p} is empty")
+            raise UserError(f"suffix file {o.suffix_file} is empty")
     return " ".join(text.split())
 
 
@@ -97,10 +91,12 @@ def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
     """Index of the candidate with the highest mean sharpened cosine to the others (first on ties)."""
     import numpy as np
 
+    from prompt_recovery.metrics import sharpen
+
     if len(candidates) <= 2:
         return 0  # two candidates are symmetric: keep the first
     v = embedder.encode(list(candidates))
-    s = np.clip(v @ v.T, 0.0, 1.0) ** power
+    s = sharpen(v @ v.T, power)
     np.fill_diagonal(s, 0.0)
     return int(np.argmax(s.sum(axis=1)))
 

@@ -111,14 +111,16 @@ def is_refusal(text: str) -> bool:
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def norm(text: str) -> str:
-    """Lower-case words only (punctuation, markdown and whitespace removed)."""
+def word_key(text: str) -> str:
+    """Lower-case ASCII words and digits only (punctuation, markdown, whitespace and other characters
+    removed): the key under which rows count as duplicates, restated prompts and the same original or
+    instruction across splits. (`metrics.match_form` is the looser form the metrics compare.)"""
     return " ".join(_WORD.findall(text.lower()))
 
 
 def restates(prompt: str, rewrite: str, min_words: int = 3) -> bool:
-    p = norm(prompt)
-    return len(p.split()) >= min_words and p in norm(rewrite)
+    p = word_key(prompt)
+    return len(p.split()) >= min_words and p in word_key(rewrite)
 
 
 # ------------------------------------------------------------------ the filter pass
@@ -153,11 +155,11 @@ def clean(df, filters: Filters | None = None, progress: bool = False):
             reason[i] = "identical"
         elif f.drop_duplicates and (o, p, r) in seen_exact:
             reason[i] = "duplicate"
-        elif f.drop_near_duplicates and _near_dup(groups.get((norm(o), norm(p)), ()), norm(r), f.near_duplicate_ratio):
+        elif f.drop_near_duplicates and _near_dup(groups.get((word_key(o), word_key(p)), ()), word_key(r), f.near_duplicate_ratio):
             reason[i] = "near_duplicate"
         if not reason[i]:
             seen_exact.add((o, p, r))
-            groups.setdefault((norm(o), norm(p)), []).append(norm(r))
+            groups.setdefault((word_key(o), word_key(p)), []).append(word_key(r))
     df["drop_reason"] = reason
     kept = df[df["drop_reason"] == ""].drop(columns="drop_reason").reset_index(drop=True)
     dropped = df[df["drop_reason"] != ""].reset_index(drop=True)

@@ -20,6 +20,7 @@ import json
 import random
 from pathlib import Path
 
+from prompt_recovery.categories import categorize  # noqa: F401 - data.generate imports it from here
 from prompt_recovery.errors import UserError
 
 # ------------------------------------------------------------------ compositional templates
@@ -72,30 +73,21 @@ class TemplatePrompts:
         return text + ".", cat
 
 
-def categorize(text: str, fallback: str = "other") -> str:
-    try:
-        from prompt_recovery.categories import categorize as cat
-    except ImportError:  # the evaluation module is optional here
-        return fallback
-    c = cat(text)
-    return fallback if c == "other" else c
-
-
 # ------------------------------------------------------------------ files
 
 def _read_texts(path: str | Path, column: str, what: str) -> list[str]:
-    from prompt_recovery.schema import read_table
+    from prompt_recovery.schema import read_table, read_text_file
 
     p = Path(path)
     if not p.is_file() and not (str(p).startswith("hf:/") and p.suffix.lower() in (".csv", ".jsonl", ".parquet")):
         raise UserError(f"{what} file not found: {p}")  # (hf:// tables: read_table checks them)
     if p.suffix.lower() == ".txt":
-        raw = p.read_text(encoding="utf-8")
+        raw = read_text_file(p, what)
         parts = raw.split("\n\n") if column == "original_text" else raw.splitlines()
         texts = [t.strip() for t in parts]
     elif p.suffix.lower() == ".json":
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_text_file(p, what))
         except json.JSONDecodeError:
             data = None  # maybe JSON lines
         if isinstance(data, dict):

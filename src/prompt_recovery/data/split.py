@@ -29,11 +29,11 @@ from prompt_recovery.errors import UserError
 def split_by_original(df, fractions: Sequence[float] = (0.9, 0.05, 0.05),
                       names: Sequence[str] = ("train", "dev", "test"), seed: int = 0) -> dict:
     """Return {name: DataFrame}; every original text lands in exactly one split."""
-    from prompt_recovery.data.clean import norm
+    from prompt_recovery.data.clean import word_key
 
     fractions = [float(f) for f in fractions]
     _check_fractions(fractions, names)
-    key = df["original_text"].map(norm)
+    key = df["original_text"].map(word_key)
     which = key.map(_assign_groups(key, fractions, names, seed))
     return {n: df[which == n].reset_index(drop=True) for n in names}
 
@@ -104,9 +104,9 @@ def instruction_clusters(prompts, embedder=None, cluster_file: str | Path | None
     """
     import numpy as np
 
-    from prompt_recovery.data.clean import norm
+    from prompt_recovery.data.clean import word_key
 
-    texts = sorted({norm(p) for p in prompts})
+    texts = sorted({word_key(p) for p in prompts})
     labels: dict[str, str] = {}
     if cluster_file:
         try:
@@ -115,7 +115,7 @@ def instruction_clusters(prompts, embedder=None, cluster_file: str | Path | None
             raise UserError(f"cluster file {cluster_file}: cannot read it as JSON ({e})") from None
         if not isinstance(mapping, dict):
             raise UserError(f"cluster file {cluster_file} must map instructions to cluster ids")
-        known = {norm(k): str(v) for k, v in mapping.items()}
+        known = {word_key(k): str(v) for k, v in mapping.items()}
         labels = {t: f"file:{known[t]}" for t in texts if t in known}
     if embedder is None:
         from prompt_recovery.metrics import Embedder
@@ -160,15 +160,15 @@ def _drop_shared_originals(parts: dict) -> dict:
 
     Later splits are the held-out ones, so they keep their rows. Returns {split: rows dropped}.
     """
-    from prompt_recovery.data.clean import norm
+    from prompt_recovery.data.clean import word_key
 
     names = list(parts)
     dropped = {}
     for i, n in enumerate(names):
         later = set()
         for m in names[i + 1:]:
-            later |= set(parts[m]["original_text"].map(norm))
-        keep = ~parts[n]["original_text"].map(norm).isin(later)
+            later |= set(parts[m]["original_text"].map(word_key))
+        keep = ~parts[n]["original_text"].map(word_key).isin(later)
         dropped[n] = int((~keep).sum())
         parts[n] = parts[n][keep].reset_index(drop=True)
     return dropped
@@ -181,11 +181,11 @@ def split_by_instruction(df, fractions=(0.9, 0.05, 0.05), names=("train", "dev",
     Rows whose original also occurs in a later split are dropped, so originals are disjoint too.
     Returns (parts, info) where info has the clusters of each split, their centroids and drop counts.
     """
-    from prompt_recovery.data.clean import norm
+    from prompt_recovery.data.clean import word_key
 
     _check_fractions(fractions, names)
     labels, centroids = instruction_clusters(df["rewrite_prompt"], embedder, cluster_file, cluster_size, seed)
-    cluster = df["rewrite_prompt"].map(lambda p: labels[norm(p)])
+    cluster = df["rewrite_prompt"].map(lambda p: labels[word_key(p)])
     assign = _assign_groups(cluster, fractions, names, seed)
     which = cluster.map(assign)
     parts = {n: df[which == n].reset_index(drop=True) for n in names}
@@ -222,7 +222,7 @@ def exclude_clusters(df, info: dict, splits: Sequence[str], embedder=None):
     """
     import numpy as np
 
-    from prompt_recovery.data.clean import norm
+    from prompt_recovery.data.clean import word_key
 
     names = list(info["centroids"])
     if not names:
@@ -236,7 +236,7 @@ def exclude_clusters(df, info: dict, splits: Sequence[str], embedder=None):
         from prompt_recovery.metrics import Embedder
 
         embedder = Embedder.load("minilm")
-    texts = [norm(p) for p in df["rewrite_prompt"]]
+    texts = [word_key(p) for p in df["rewrite_prompt"]]
     near = (embedder.encode(texts) @ cent.T).argmax(axis=1) if texts else np.zeros(0, dtype=int)
     out = np.array([names[i] in held for i in near], dtype=bool)
     return df[~out].reset_index(drop=True), df[out].reset_index(drop=True)

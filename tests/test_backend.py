@@ -67,6 +67,21 @@ def test_explicit_llama_cpp_without_engine_is_a_user_error(no_llama_cpp):
         backends.choose("llama-cpp", "smollm2-135m", "cpu")
 
 
+def test_an_installed_llama_cpp_that_does_not_load_says_why(tmp_path, monkeypatch, capsys):
+    """A broken install (here: its shared library is missing) is not reported as "not installed"."""
+    pkg = tmp_path / "llama_cpp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('raise OSError("libllama.so: cannot open shared object file")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    assert backends.llama_cpp_problem() == "it does not load: OSError: libllama.so: cannot open shared object file"
+    assert backends.choose("auto", "smollm2-135m", "cpu") == "transformers"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "installed but it does not load: OSError: libllama.so" in err
+    with pytest.raises(UserError, match="cannot use llama-cpp-python, it does not load: OSError: libllama.so"):
+        backends.choose("llama-cpp", "smollm2-135m", "cpu")
+
+
 @needs_llama_cpp
 def test_explicit_llama_cpp_needs_a_gguf_model():
     with pytest.raises(UserError, match="GGUF-backed"):

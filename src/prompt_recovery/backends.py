@@ -29,14 +29,14 @@ Backends (`--backend`):
 
 The merged GGUF's weights are de-quantized from the packaged file to float32, the LoRA delta is
 added, and the 2-D weights are stored as ``$PROMPT_RECOVERY_GGUF_TYPE`` (default ``f32`` with the
-OpenBLAS build: the reference's exact weights; ``f16`` with a plain llama.cpp build, whose own f16
-kernels are faster than its f32 ones and still agreed on 100/100 rows; ``bf16`` is faster but
-agreed on only 93 of 100 rows, ``q8_0`` on 81); norms and the token embedding / output head stay
+OpenBLAS build: the reference's exact weights; ``f16`` with a plain llama.cpp build; ``bf16`` and
+``q8_0`` are faster but change some answers); norms and the token embedding / output head stay
 float32. Environment knobs: PROMPT_RECOVERY_GGUF_TYPE, PROMPT_RECOVERY_THREADS (CPU threads, default
 the idle cores), PROMPT_RECOVERY_LLAMA_WORKERS (contexts, default one per thread),
 PROMPT_RECOVERY_LLAMA_SEQS (prompts in flight per worker, default 16),
-PROMPT_RECOVERY_OPENBLAS_CORETYPE (OpenBLAS kernels, default from the CPU flags). See
-docs/speed.md for the measured speed and agreement with the reference.
+PROMPT_RECOVERY_OPENBLAS_CORETYPE (OpenBLAS kernels, default from the CPU flags). The
+measurements behind these defaults (speed, agreement with the reference, memory) are in
+docs/speed.md.
 
     python -m prompt_recovery.backends --check-llama-cpp   # is the OpenBLAS build installed and loading?
 """
@@ -50,7 +50,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -66,7 +65,7 @@ LLAMA_CPP_INSTALL = "pip install llama-cpp-python"
 # weight types of the merged GGUF (PROMPT_RECOVERY_GGUF_TYPE); see docs/speed.md for the measurements
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 KEEP_F32 = ("token_embd.weight", "output.weight")  # kept float32 whatever the weight type
-KV_CELLS = 16384  # llama.cpp KV-cache cells over all workers and sequences (~370 MB for SmolLM2-135M)
+KV_CELLS = 16384  # llama.cpp KV-cache cells over all workers and sequences (memory: docs/speed.md)
 MIN_WORKER_CELLS = 1024  # ... but at least this many per worker
 MAX_WORKERS = 8  # default cap on llama.cpp workers (each adds a context: KV cache + compute buffers)
 
@@ -154,10 +153,9 @@ def openblas_coretype() -> str | None:
     """OpenBLAS kernels for llama.cpp's BLAS backend: $PROMPT_RECOVERY_OPENBLAS_CORETYPE, else
     ``SkylakeX`` (AVX-512) where the CPU has AVX-512, else None (OpenBLAS's own choice).
 
-    OpenBLAS does not recognise every AVX-512 CPU (it took this development machine's Zen 5 cores
-    for Haswell: AVX2 kernels, half the float32 GEMM speed), so the choice is made from the CPU
-    flags. It applies only to the OpenBLAS copy loaded here; `OPENBLAS_CORETYPE` is left as it is
-    for numpy and everything else."""
+    OpenBLAS does not recognise every AVX-512 CPU (docs/speed.md, "OpenBLAS kernels"), so the
+    choice is made from the CPU flags. It applies only to the OpenBLAS copy loaded here;
+    `OPENBLAS_CORETYPE` is left as it is for numpy and everything else."""
     env = os.environ.get("PROMPT_RECOVERY_OPENBLAS_CORETYPE")
     if env:
         return env
@@ -188,13 +186,27 @@ def _load_openblas() -> None:
     _OPENBLAS["core"] = lib.scipy_openblas_get_corename().decode()
 
 
-def llama_cpp_available() -> bool:
+def llama_cpp_problem() -> str | None:
+    """None when llama-cpp-python imports; else why not, in one line: "not installed", or the error of an
+    installed copy that does not load (a broken or mismatched shared library, a missing dependency)."""
     _load_openblas()
     try:
         import llama_cpp  # noqa: F401
-    except Exception:  # noqa: BLE001 - ImportError, or a broken shared library (OSError)
-        return False
-    return True
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "llama_cpp":
+            return "not installed"
+        return f"it does not load: {type(e).__name__}: {_first_line(e)}"
+    except (ImportError, OSError, RuntimeError) as e:  # llama_cpp raises RuntimeError when its library fails to load
+        return f"it does not load: {type(e).__name__}: {_first_line(e)}"
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+def llama_cpp_available() -> bool:
+    return llama_cpp_problem() is None
 
 
 def llama_cpp_has_blas() -> bool:
@@ -321,8 +333,8 @@ class _Worker:
     def _make_context(self, n_ctx_per_seq: int) -> None:
         """A fresh context of `n_seq` sequences of `n_ctx_per_seq` KV cells each (empty caches).
 
-        Fewer sequences are kept in flight for long prompts, so the KV cache (about 22 MB per 1024
-        cells for SmolLM2-135M) stays within the worker's share of KV_CELLS."""
+        Fewer sequences are kept in flight for long prompts, so the KV cache stays within the worker's
+        share of KV_CELLS."""
         lib, e = self._lib, self.engine
         if self.ctx is not None:
             self.ctx.close()
@@ -541,9 +553,6 @@ class LlamaCppBackend:
                 f.result()
         return out
 
-    def generate_one(self, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
-        return self.generate_tokens([prompt], max_new_tokens)[0]
-
     def generate(self, ids, max_new_tokens, batch_size=8, progress=False, **gen_kwargs):
         from tqdm.auto import tqdm
 
@@ -642,9 +651,8 @@ def _convert(w, qtype: str, name: str):
     """(array, raw ggml type or None) to store merged float32 weights `w` of tensor `name` as `qtype`.
 
     1-D tensors (norms) stay float32, as llama.cpp's converter keeps them; so do the token embedding
-    and output head (`KEEP_F32`: the logits' last matmul decides greedy near-ties; keeping it float32
-    cost no measurable time and raised bf16 agreement from 95 to 96 of 100 rows with a training
-    checkpoint) and every tensor whose rows a block-quantised type does not divide (Q8_0: 32).
+    and output head (`KEEP_F32`: the logits' last matmul decides greedy near-ties; docs/speed.md) and
+    every tensor whose rows a block-quantised type does not divide (Q8_0: 32).
     """
     import gguf
     import numpy as np
@@ -710,10 +718,9 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
     what = (f"merging the LoRA adapter {Path(adapter).name} into {base.name}" if adapter
             else f"converting {base.name}")
     notice(f"{what}: {qtype} weights, once, cached as {target} ...")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    from prompt_recovery.schema import atomic_path
+
+    with atomic_path(target) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
         for field in reader.fields.values():
             if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
@@ -734,10 +741,6 @@ def merged_gguf(base: str | Path, adapter: str | Path | None, cache_dir: str | P
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     notice(f"{what}: done in {time.time() - t0:.1f} s ({target.stat().st_size / 1e6:.0f} MB)")
     return target
 
@@ -764,8 +767,12 @@ def choose(backend: str, model: str, device: str = "auto", dtype: str = "auto") 
         return backend
     on_gpu = device not in (None, "auto", "cpu")
     if backend == "llama-cpp":
-        if not llama_cpp_available():
+        problem = llama_cpp_problem()
+        if problem == "not installed":
             raise UserError(f"the llama-cpp backend needs llama-cpp-python: {LLAMA_CPP_INSTALL} "
+                            f"(or use --backend transformers)")
+        if problem:
+            raise UserError(f"the llama-cpp backend cannot use llama-cpp-python, {problem} "
                             f"(or use --backend transformers)")
         if on_gpu:
             raise UserError("the llama-cpp backend runs on the CPU here; use --device cpu or --backend transformers")
@@ -781,8 +788,12 @@ def choose(backend: str, model: str, device: str = "auto", dtype: str = "auto") 
 
         if torch.cuda.is_available():
             return "transformers"
-    if not llama_cpp_available():
+    problem = llama_cpp_problem()
+    if problem == "not installed":
         notice(f"llama-cpp-python is not installed; using the slower transformers backend ({LLAMA_CPP_INSTALL})")
+        return "transformers"
+    if problem:
+        notice(f"llama-cpp-python is installed but {problem}; using the slower transformers backend")
         return "transformers"
     return "llama-cpp"
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from prompt_recovery import models
 from prompt_recovery.prompting import get_format, prompt_ids
-from prompt_recovery.train import RecoveryDataset, TrainConfig, load_rows, split_by_original, train
+from prompt_recovery.train import RecoveryDataset, TrainConfig, hold_out_originals, load_rows, train
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_triples.csv")
 
@@ -95,11 +95,29 @@ def test_dataset_labels_keep_eos_and_typos_change_inputs():
         assert [x for x in noisy[i]["labels"] if x != -100] == [x for x in clean[i]["labels"] if x != -100]
 
 
-def test_split_by_original_is_disjoint():
+def test_hold_out_originals_is_disjoint():
     rows = load_rows(TOY) * 2
-    tr, va = split_by_original(rows, 0.34, 0)
+    tr, va = hold_out_originals(rows, 0.34, 0)
     assert tr and va and not {r["original_text"] for r in tr} & {r["original_text"] for r in va}
     assert len(tr) + len(va) == len(rows)
+
+
+def test_hold_out_originals_compares_normalised_originals_and_keeps_the_old_selection():
+    """Copies of an original that differ in case, punctuation or spacing stay on one side (as in `data split`);
+    where no two originals differ only so, the rows held out are those the raw-text comparison held out."""
+    import random
+
+    rows = [{"original_text": f"Text number {i}.", "rewrite_prompt": "p", "rewritten_text": "r"} for i in range(40)]
+    originals = sorted({r["original_text"] for r in rows})  # the previous, raw-text selection
+    random.Random(7).shuffle(originals)
+    old_held = set(originals[:int(round(len(originals) * 0.25))])
+    tr, va = hold_out_originals(rows, 0.25, 7)
+    assert {r["original_text"] for r in va} == old_held and len(tr) + len(va) == len(rows)
+
+    copies = rows + [{**r, "original_text": r["original_text"].upper().replace(".", " !")} for r in rows]
+    tr, va = hold_out_originals(copies, 0.25, 7)
+    assert len(va) == 2 * len(old_held)
+    assert not {r["original_text"].lower().strip(" .!") for r in tr} & {r["original_text"].lower().strip(" .!") for r in va}
 
 
 def test_resume_continues_the_step_count(tmp_path, capsys):

@@ -105,13 +105,21 @@ def load_rows(path: str, limit: int | None = None, seed: int = 0) -> list[dict]:
     return good
 
 
-def split_by_original(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out `fraction` of the distinct originals (no original in both parts)."""
-    originals = sorted({r["original_text"] for r in rows})
-    random.Random(seed).shuffle(originals)
-    n_val = max(1, int(round(len(originals) * fraction))) if len(originals) > 1 else 0
-    held = set(originals[:n_val])
-    return [r for r in rows if r["original_text"] not in held], [r for r in rows if r["original_text"] in held]
+def hold_out_originals(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows): `fraction` of the distinct originals, held out with all their rows.
+
+    Originals are compared as `data split` compares them (`data.clean.word_key`: case, punctuation and
+    spacing ignored), so near-identical copies of one text are never on both sides. The originals are
+    ordered by their text, grouped by key and the groups shuffled with `seed`: where no two originals
+    share a key this holds out the same rows as comparing the raw texts did (the recipes' splits)."""
+    from prompt_recovery.data.clean import word_key
+
+    keys = list(dict.fromkeys(word_key(o) for o in sorted({r["original_text"] for r in rows})))
+    random.Random(seed).shuffle(keys)
+    n_val = max(1, int(round(len(keys) * fraction))) if len(keys) > 1 else 0
+    held = set(keys[:n_val])
+    is_val = [word_key(r["original_text"]) in held for r in rows]
+    return [r for r, v in zip(rows, is_val) if not v], [r for r, v in zip(rows, is_val) if v]
 
 
 class RecoveryDataset:
@@ -400,7 +408,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     if cfg.val_data:
         val_rows = load_rows(cfg.val_data, None, cfg.seed)
     else:
-        rows, val_rows = split_by_original(rows, cfg.val_fraction, cfg.seed)
+        rows, val_rows = hold_out_originals(rows, cfg.val_fraction, cfg.seed)
     if cfg.max_val_rows is not None and len(val_rows) > cfg.max_val_rows:
         val_rows = random.Random(cfg.seed).sample(val_rows, cfg.max_val_rows)
 
@@ -450,8 +458,11 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     metrics = dict(result.metrics)
     if has_val:
         metrics.update(trainer.evaluate())
+    # under FSDP every process holds a shard of the LoRA weights: all of them take part in gathering the full
+    # state dict (accelerate's get_state_dict), then the main process writes it; otherwise the model's own
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(out)
+        trainer.model.save_pretrained(out, state_dict=state_dict)
         tok.save_pretrained(out)
         models.write_adapter_meta(out, {"prompt_format": fmt.to_dict(), "base_model": cfg.model,
                                         "base_source": source})

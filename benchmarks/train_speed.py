@@ -30,14 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def matmul_peak(dtype, n=2048, seconds=2.0) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - t0)
+    from prompt_recovery.hardware import matmul_rate
+
+    return matmul_rate(dtype, n, n, n, seconds)
 
 
 def non_embedding_params(model) -> int:

@@ -5,7 +5,7 @@
 Used to pick kernels and precisions that are fast here: OpenBLAS's AVX-512 kernels for
 llama.cpp (`backends.openblas_coretype`) and bf16 autocast for CPU training only where the CPU
 computes bf16 natively (`train.precision_flags`): without AVX512_BF16 or AMX, PyTorch emulates
-bf16 matmuls and training runs many times slower than fp32 (docs/speed.md).
+bf16 matmuls and training runs many times slower than fp32 (docs/training_speed.md).
 """
 
 from __future__ import annotations
@@ -32,28 +32,33 @@ def native_bf16(flags=None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def matmul_rate(dtype, m: int, k: int, n: int, seconds: float) -> float:
+    """FLOP/s of repeated (m x k) @ (k x n) matmuls in `dtype` on this CPU, timed for about `seconds`."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2 * m * k * n * count / (time.perf_counter() - t0)
+
+
 @functools.lru_cache(maxsize=1)
 def bf16_faster_than_fp32(seconds: float = 0.15) -> bool:
     """True where bf16 matmuls at a small model's training shapes beat fp32 on this CPU, measured once.
 
     Native bf16 instructions are necessary but not sufficient: on a Xeon with AVX512_BF16 but no
-    AMX, PyTorch's bf16 matmul ran at about half the fp32 rate (docs/speed.md). CPUs without
+    AMX, PyTorch's bf16 matmul ran at about half the fp32 rate (docs/training_speed.md). CPUs without
     native bf16 are not measured (emulated bf16 is always slower).
     """
     if not native_bf16():
         return False
-    import time
-
     import torch
 
-    def rate(dtype) -> float:
-        a, b = torch.randn(512, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b
-            n += 1
-        return n / (time.perf_counter() - t0)
-
-    return rate(torch.bfloat16) > 1.1 * rate(torch.float32)
+    shape = (512, 576, 1536)  # a training micro-batch through one of SmolLM2's MLP projections
+    return matmul_rate(torch.bfloat16, *shape, seconds) > 1.1 * matmul_rate(torch.float32, *shape, seconds)

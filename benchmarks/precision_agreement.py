@@ -29,7 +29,8 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from prompt_recovery import backends, models
+    from prompt_recovery import models
+    from prompt_recovery.inference import backends
     from prompt_recovery.prompting import get_format, postprocess, prompt_ids
     from prompt_recovery.schema import read_table
 

@@ -9,7 +9,7 @@ Runs, each in its own fresh process (so that peak RSS is per path):
 Same rows (a seeded sample), same model, adapter and max_new_tokens. Prints recoveries/s (generation
 only; load time shown separately), peak RSS, the agreement rate (exact string after post-processing)
 and, over the rows where the two differ, the mean sharpened cosine similarity (MiniLM, as in
-`prompt_recovery.metrics`) of each path's output to the true instruction. The last line is
+`prompt_recovery.scoring.metrics`) of each path's output to the true instruction. The last line is
 `speedup X` with X = recoveries/s of (b) / recoveries/s of (a). `--json FILE` also writes all numbers.
 """
 
@@ -33,7 +33,7 @@ def run_path(model: str, adapter: str, backend: str, batch_size: int, max_new_to
 
         torch.set_num_threads(threads)
         os.environ["PROMPT_RECOVERY_THREADS"] = str(threads)
-    from prompt_recovery.recover import Recoverer
+    from prompt_recovery.inference.recover import Recoverer
 
     t0 = time.perf_counter()
     r = Recoverer.load(model, adapter=adapter, backend=backend, max_new_tokens=max_new_tokens,
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     print(f"agreement (exact string after post-processing): {agree:.1%} ({len(pairs) - len(diff)}/{len(pairs)})")
     summary = {"rows": len(pairs), "agreement": agree, "differing_rows": len(diff)}
     if diff:
-        from prompt_recovery.metrics import Embedder, sharpened_cosine
+        from prompt_recovery.scoring.metrics import Embedder, sharpened_cosine
 
         emb = Embedder.load("minilm")
         t = emb.encode([truths[i] for i in diff])

@@ -6,7 +6,7 @@
 Each stage (greedy, beam candidates, bank neighbours, replay) runs once on the first --rows rows
 and is cached in OUT/stages.json (rerun to resume); the variants are then selections over the
 cached candidates. Scores: SCS under MiniLM (the search embedder) and under smollm2-tokens (a
-held-out embedder, see prompt_recovery.embedders), BLEU, category accuracy. Time per row is
+held-out embedder, see prompt_recovery.scoring.embedders), BLEU, category accuracy. Time per row is
 the sum of the stage times a variant needs, divided by the rows (model loading excluded; the
 one-time bank embedding is reported separately); gains over the default carry a paired
 bootstrap 95% CI (2000 resamples of the rows). Writes OUT/search_eval.json and .md.
@@ -33,14 +33,14 @@ def main() -> None:
     ap.add_argument("--out", default="runs/search")
     a = ap.parse_args()
 
-    from prompt_recovery.candidates import PromptBank, dedupe, model_candidates
-    from prompt_recovery.embedders import load_embedder
-    from prompt_recovery.metrics import score
-    from prompt_recovery.predict import read_pairs
-    from prompt_recovery.recover import Recoverer
-    from prompt_recovery.replay import Replayer, make_rewriter
+    from prompt_recovery.search.candidates import PromptBank, dedupe, model_candidates
+    from prompt_recovery.scoring.embedders import load_embedder
+    from prompt_recovery.scoring.metrics import score
+    from prompt_recovery.inference.predict import read_pairs
+    from prompt_recovery.inference.recover import Recoverer
+    from prompt_recovery.search.replay import Replayer, make_rewriter
     from prompt_recovery.schema import atomic_write_text
-    from prompt_recovery.search import mbr_choice
+    from prompt_recovery.search.search import mbr_choice
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -72,9 +72,9 @@ def measure(values: dict, steps: int) -> dict:
     """Train `steps` + 1 optimiser steps with `values`; tokens/s (real tokens) from step 2 on, achieved FLOP/s."""
     from transformers import TrainerCallback
 
-    from prompt_recovery import train as train_mod
+    from prompt_recovery.training import train as train_mod
     from prompt_recovery.config import make_config
-    from prompt_recovery.train import TrainConfig, train
+    from prompt_recovery.training.train import TrainConfig, train
 
     cfg = make_config(TrainConfig, values)
 

@@ -21,7 +21,7 @@ $PR evaluate runs/pred/dev_adapter.csv --truth runs/data/dev.clean.jsonl -d runs
 $PR evaluate runs/pred/dev_typos_adapter.csv --truth runs/data/dev.typos.jsonl -d runs/eval/dev_typos
 .venv/bin/python - "$ADAPTER" <<'PY'
 import sys
-from prompt_recovery.card import add_evaluation
+from prompt_recovery.training.card import add_evaluation
 add_evaluation(sys.argv[1], {"shipped adapter, dev": "runs/eval/dev/report.json",
                              "shipped adapter, dev with typos (rate 0.05)": "runs/eval/dev_typos/report.json"},
                note="Public dev split (756 rows, ../shared/data/public_triples/dev.csv cleaned with `data clean --eval`). "

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from prompt_recovery import backends
+from prompt_recovery.inference import backends
 from prompt_recovery.errors import UserError
-from prompt_recovery.recover import Recoverer, load_examples
+from prompt_recovery.inference.recover import Recoverer, load_examples
 
 needs_llama_cpp = pytest.mark.skipif(not backends.llama_cpp_available(), reason="llama-cpp-python not installed")
 

@@ -35,7 +35,7 @@ def one_line_error(capsys, *needles: str) -> str:
 @pytest.fixture
 def no_model(monkeypatch):
     """Fails the test if a model would be loaded (errors must come before any expensive work)."""
-    import prompt_recovery.search as search
+    import prompt_recovery.search.search as search
 
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the error")
@@ -86,7 +86,7 @@ def test_generate_refuses_to_write_into_its_corpus(tmp_path, capsys):
 
 
 def test_evaluate_output_dir_checked_before_scoring(tmp_path, capsys, monkeypatch):
-    from prompt_recovery import metrics
+    from prompt_recovery.scoring import metrics
 
     monkeypatch.setattr(metrics.Embedder, "load", classmethod(lambda *a, **k: pytest.fail("embedder loaded")))
     pred = FIX / "eval_pred.csv"
@@ -214,10 +214,10 @@ def test_postprocess_strips_control_characters(raw, want):
 
 
 def test_recovered_instructions_reach_stdout_and_files_without_controls(tmp_path):
-    from prompt_recovery import predict as pr
+    from prompt_recovery.inference import predict as pr
     from prompt_recovery.models import Loaded, tiny_tokenizer
     from prompt_recovery.prompting import get_format
-    from prompt_recovery.recover import Recoverer
+    from prompt_recovery.inference.recover import Recoverer
 
     class Engine:
         name = "fake"
@@ -351,7 +351,7 @@ def test_jsonl_scalars_are_text(tmp_path):
 def test_train_log_is_cut_back_to_the_checkpoint_on_resume(tmp_path):
     from transformers import TrainerCallback
 
-    from prompt_recovery.train import TrainConfig, train
+    from prompt_recovery.training.train import TrainConfig, train
 
     class Kill(TrainerCallback):  # an interruption after step 3 was logged, checkpoint-2 being the last
         def on_step_end(self, args, state, control, **kw):
@@ -381,7 +381,7 @@ def test_train_log_is_cut_back_to_the_checkpoint_on_resume(tmp_path):
 
 
 def test_truncate_log_keeps_up_to_the_step(tmp_path):
-    from prompt_recovery.train import truncate_log
+    from prompt_recovery.training.train import truncate_log
 
     log = tmp_path / "train_log.jsonl"
     log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
@@ -416,7 +416,7 @@ def test_writing_files_never_flips_the_umask(tmp_path, monkeypatch):
 def test_embedder_load_sets_hf_hub_offline_only_while_loading(monkeypatch):
     import sentence_transformers
 
-    from prompt_recovery import metrics
+    from prompt_recovery.scoring import metrics
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     seen = []
@@ -435,7 +435,7 @@ def test_embedder_load_sets_hf_hub_offline_only_while_loading(monkeypatch):
 
 
 def test_resume_skips_a_checkpoint_cut_short_while_saving(tmp_path):
-    from prompt_recovery.train import _last_checkpoint
+    from prompt_recovery.training.train import _last_checkpoint
 
     ck = tmp_path / "checkpoints"
     for step, state in ((2, '{"global_step": 2}'), (4, None), (6, '{"global_st')):

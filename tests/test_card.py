@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prompt_recovery import card
+from prompt_recovery import models
+from prompt_recovery.training import card
 
-SHIPPED = Path(card.__file__).resolve().parent / "adapters" / "smollm2-135m-prompt-recovery"
+SHIPPED = models.ADAPTERS_DIR / "smollm2-135m-prompt-recovery"
 
 
 def front_matter(text: str) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from prompt_recovery import cli
 from prompt_recovery.config import load_config, load_yaml, make_config
 from prompt_recovery.errors import UserError
-from prompt_recovery.train import TrainConfig
+from prompt_recovery.training.train import TrainConfig
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -56,7 +56,7 @@ def test_cli_reports_bad_yaml_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads(path):
-    from prompt_recovery.train import TrainConfig
+    from prompt_recovery.training.train import TrainConfig
 
     cfg = make_config(TrainConfig, load_yaml(path), str(path))
     assert cfg.learning_rate > 0 and cfg.lora_r > 0 and cfg.target_modules

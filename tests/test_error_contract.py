@@ -19,7 +19,7 @@ DOC = ROOT / "docs" / "errors.md"
 
 
 def test_exit_codes(monkeypatch, capsys):
-    from prompt_recovery import recover
+    from prompt_recovery.inference import recover
 
     argv = ["recover", "--original", "a", "--rewritten", "b"]
 

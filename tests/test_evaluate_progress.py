@@ -6,7 +6,7 @@
 import numpy as np
 import pandas as pd
 
-from prompt_recovery import evaluate as ev
+from prompt_recovery.scoring import evaluate as ev
 
 
 class CountingEmbedder:

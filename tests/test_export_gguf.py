@@ -13,10 +13,11 @@ import json
 
 import pytest
 
-from prompt_recovery import backends, models
+from prompt_recovery import models
+from prompt_recovery.inference import backends
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
-from prompt_recovery.export import (ExportConfig, check_export_dir, gguf_name, ollama_template, parse_modelfile,
+from prompt_recovery.training.export import (ExportConfig, check_export_dir, gguf_name, ollama_template, parse_modelfile,
                                     render_modelfile, stop_tokens)
 from prompt_recovery.prompting import PromptFormat, get_format, user_message
 
@@ -149,8 +150,8 @@ def test_exported_gguf_answers_like_recover(tmp_path, monkeypatch, capfd):
     """Export the shipped adapter as f32 GGUF, load the file with llama_cpp.Llama, prompt it as Ollama would
     (the Modelfile's TEMPLATE around the user message, its stops, greedy): the answers of `recover`."""
     from prompt_recovery.prompting import postprocess
-    from prompt_recovery.recover import Recoverer
-    from prompt_recovery.suite import load_examples
+    from prompt_recovery.inference.recover import Recoverer
+    from prompt_recovery.scoring.suite import load_examples
 
     monkeypatch.setattr(backends, "gguf_cache_dir", lambda: tmp_path / "cache")  # merged GGUFs: not in ~
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "f32")  # recover's llama.cpp weights = the exported ones

@@ -36,8 +36,8 @@ import json, os, signal, sys
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import torch, transformers, peft, pandas, tokenizers, tqdm.auto  # noqa: E401 - the slow imports, once
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments  # noqa: F401
-import prompt_recovery.cli, prompt_recovery.predict, prompt_recovery.train, prompt_recovery.recover  # noqa
-import prompt_recovery.data.generate, prompt_recovery.data.rewriters, prompt_recovery.search  # noqa
+import prompt_recovery.cli, prompt_recovery.inference.predict, prompt_recovery.training.train, prompt_recovery.inference.recover  # noqa
+import prompt_recovery.data.generate, prompt_recovery.data.rewriters, prompt_recovery.search.search  # noqa
 print(json.dumps({"ready": os.getpid()}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)

@@ -68,9 +68,9 @@ def test_default_filesystem_is_huggingface_hubs():
 
 def test_stages_read_hf_paths(hub):
     from prompt_recovery.data.importing import import_table
-    from prompt_recovery.evaluate import read_truth
-    from prompt_recovery.predict import read_pairs
-    from prompt_recovery.train import load_rows
+    from prompt_recovery.scoring.evaluate import read_truth
+    from prompt_recovery.inference.predict import read_pairs
+    from prompt_recovery.training.train import load_rows
 
     assert len(load_rows("hf://datasets/me/triples/train.csv")) == 2
     assert read_pairs("hf://datasets/me/triples/dev.jsonl")["id"].tolist() == ["007", "8"]
@@ -83,7 +83,7 @@ def test_stages_read_hf_paths(hub):
 def test_prompt_banks_and_generation_inputs_read_hf_tables(hub):
     import numpy as np
 
-    from prompt_recovery.candidates import PromptBank
+    from prompt_recovery.search.candidates import PromptBank
     from prompt_recovery.data.prompts import load_corpus, load_prompt_bank
 
     class Embedder:

@@ -53,7 +53,7 @@ def front_matter(text):
 
 
 def test_train_pushes_the_adapter_folder_without_checkpoints(tmp_path, api):
-    from prompt_recovery.train import train
+    from prompt_recovery.training.train import train
 
     out = tmp_path / "adapter"
     train(tiny_cfg(out, max_steps=2, eval_steps=1, save_total_limit=1, push_to_hub="someone/tiny-adapter"))
@@ -88,7 +88,7 @@ def _tiny_adapter(path: Path) -> Path:
 
 
 def test_export_pushes_the_merged_model_with_its_card(tmp_path, api, capsys):
-    from prompt_recovery.export import ExportConfig, run
+    from prompt_recovery.training.export import ExportConfig, run
 
     adapter = _tiny_adapter(tmp_path / "adapter")
     out = tmp_path / "merged"
@@ -124,7 +124,7 @@ def test_bad_repo_id_is_a_user_error(repo_id, tmp_path, api):
 
 
 def test_export_checks_the_repo_id_before_merging(tmp_path, api):
-    from prompt_recovery.export import ExportConfig, run
+    from prompt_recovery.training.export import ExportConfig, run
 
     with pytest.raises(UserError, match="not a Hub repository id"):
         run(ExportConfig(adapter=str(tmp_path / "missing"), model="tiny-random-mistral",

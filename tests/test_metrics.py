@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from prompt_recovery import metrics
-from prompt_recovery.categories import CATEGORIES, categorize
+from prompt_recovery.scoring import metrics
+from prompt_recovery.scoring.categories import CATEGORIES, categorize
 from prompt_recovery.errors import UserError
 
 
@@ -59,8 +59,8 @@ def test_sharpened_cosine_hand_values():
 
 
 def test_one_scs_formula_for_pairs_matrices_and_the_mean_prompt_objective():
-    from prompt_recovery.mean_prompt import mean_scs
-    from prompt_recovery.search import mbr_choice
+    from prompt_recovery.search.mean_prompt import mean_scs
+    from prompt_recovery.search.search import mbr_choice
 
     cos = np.array([[-0.5, 0.0, 0.5, 1.0, 1.2]])
     assert metrics.sharpen(cos).tolist() == [[0.0, 0.0, 0.125, 1.0, 1.0]]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prompt_recovery import predict as pr
+from prompt_recovery.inference import predict as pr
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
@@ -43,7 +43,7 @@ def make_cfg(tmp_path, **kw):
 
 def test_row_contract_with_bad_rows_tiny_model(tmp_path, caplog):
     out = tmp_path / "sub.csv"
-    with caplog.at_level(logging.WARNING, logger="prompt_recovery.predict"):
+    with caplog.at_level(logging.WARNING, logger="prompt_recovery.inference.predict"):
         code = main(["predict", str(PAIRS), "-o", str(out), "--model", "tiny-random-mistral", "--adapter", "none",
                      "--max-new-tokens", "4", "--batch-size", "2", "--chunk-size", "2", "--no-progress"])
     assert code == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prompt_recovery.embedders import TokenMeanEmbedder, load_embedder
+from prompt_recovery.scoring.embedders import TokenMeanEmbedder, load_embedder
 from prompt_recovery.errors import UserError
 from prompt_recovery.models import tiny_tokenizer
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from prompt_recovery.cli import main
-from prompt_recovery.mean_prompt import as_text, build_vocab, mean_scs, optimise
+from prompt_recovery.search.mean_prompt import as_text, build_vocab, mean_scs, optimise
 
 TOY = ["Rewrite this text as a poem.", "Turn the text into a rhyming poem.", "Make this text more formal.",
        "Rewrite the text in a formal tone.", "Rewrite this story as a pirate would tell it."]
@@ -15,7 +15,7 @@ TOY = ["Rewrite this text as a poem.", "Turn the text into a rhyming poem.", "Ma
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.metrics import Embedder
 
     return Embedder.load("minilm")
 

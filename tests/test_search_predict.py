@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prompt_recovery import predict as pr
-from prompt_recovery.candidates import PromptBank, dedupe, model_candidates
+from prompt_recovery.inference import predict as pr
+from prompt_recovery.search.candidates import PromptBank, dedupe, model_candidates
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.recover import Recoverer
-from prompt_recovery.search import SearchOptions, SearchRecoverer
+from prompt_recovery.inference.recover import Recoverer
+from prompt_recovery.search.search import SearchOptions, SearchRecoverer
 
 FIX = Path(__file__).parent / "fixtures"
 PAIRS = FIX / "predict_pairs.csv"
@@ -35,7 +35,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.metrics import Embedder
 
     return Embedder.load("minilm")
 
@@ -123,7 +123,7 @@ def test_bad_search_options_fail_with_one_line(tmp_path, capsys):
     assert main(["predict", str(PAIRS), "-o", out, *TINY, "--suffix-file", str(tmp_path / "none.txt")]) == 2
     assert "suffix file not found" in capsys.readouterr().err
     with pytest.raises(UserError, match="backend transformers"):
-        from prompt_recovery.search import from_options
+        from prompt_recovery.search.search import from_options
 
         from_options(pr.PredictConfig(input=str(PAIRS), output=out, model="tiny-random-mistral", adapter="none",
                                       candidates=3, backend="llama-cpp"))

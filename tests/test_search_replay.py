@@ -7,13 +7,13 @@ import math
 import pytest
 
 from prompt_recovery.errors import UserError
-from prompt_recovery.replay import REQUEST_TEMPLATE, Replayer, make_rewriter
-from prompt_recovery.search import mbr_choice
+from prompt_recovery.search.replay import REQUEST_TEMPLATE, Replayer, make_rewriter
+from prompt_recovery.search.search import mbr_choice
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.metrics import Embedder
 
     return Embedder.load("minilm")
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from prompt_recovery.recover import Recoverer, load_examples
-from prompt_recovery.serve import MAX_TEXT_CHARS, BackgroundServer, Busy, ModelQueue, ServeConfig, bind, create_app
+from prompt_recovery.inference.recover import Recoverer, load_examples
+from prompt_recovery.serving.serve import MAX_TEXT_CHARS, BackgroundServer, Busy, ModelQueue, ServeConfig, bind, create_app
 
 PAIR = {"original_text": "The meeting is at 3pm in room 4B.",
         "rewritten_text": "Arr, the meetin' be at 3 bells in cabin 4B!"}

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from prompt_recovery.recover import Recoverer, load_examples
-from prompt_recovery.serve import BackgroundServer, create_app
+from prompt_recovery.inference.recover import Recoverer, load_examples
+from prompt_recovery.serving.serve import BackgroundServer, create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

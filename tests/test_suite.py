@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from prompt_recovery.categories import categorize
-from prompt_recovery.suite import EXAMPLE_IDS, FAMILY_CATEGORY, family_accuracy, load_examples, load_suite
+from prompt_recovery.scoring.categories import categorize
+from prompt_recovery.scoring.suite import EXAMPLE_IDS, FAMILY_CATEGORY, family_accuracy, load_examples, load_suite
 
 
 def test_suite_covers_at_least_12_families_with_six_triples_each():
@@ -48,8 +48,8 @@ def test_family_accuracy_counts_category_matches_per_family():
 
 
 def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path):
-    from prompt_recovery.evaluate import EvaluateConfig, evaluate
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.evaluate import EvaluateConfig, evaluate
+    from prompt_recovery.scoring.metrics import Embedder
 
     rows = load_suite()
     # predict the truth for the summarise family, a constant poem instruction elsewhere

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from prompt_recovery import models
 from prompt_recovery.prompting import get_format, prompt_ids
-from prompt_recovery.train import RecoveryDataset, TrainConfig, hold_out_originals, load_rows, train
+from prompt_recovery.training.train import RecoveryDataset, TrainConfig, hold_out_originals, load_rows, train
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_triples.csv")
 
@@ -167,7 +167,7 @@ def test_two_process_ddp_on_cpu_saves_one_adapter(tmp_path):
 
 
 def test_card_collects_evaluation_reports(trained, tmp_path):
-    from prompt_recovery.card import add_evaluation
+    from prompt_recovery.training.card import add_evaluation
 
     report = {"metrics": {"n": 3, "scs": 0.25, "bleu": 12.5, "token_f1": 0.4, "category_accuracy": 0.5,
                           "exact_match": 0.0},
@@ -210,7 +210,7 @@ def test_warmup_steps_resolution():
     from types import SimpleNamespace
 
     from prompt_recovery.errors import UserError
-    from prompt_recovery.train import total_steps, warmup_steps
+    from prompt_recovery.training.train import total_steps, warmup_steps
 
     a = SimpleNamespace(max_steps=-1, per_device_train_batch_size=1, world_size=2, gradient_accumulation_steps=4,
                         num_train_epochs=3)
@@ -227,7 +227,7 @@ def test_packed_batch_gives_the_same_loss_and_lora_gradients_as_separate_example
     """Packing (one row, position ids restarting) computes what padded separate examples compute."""
     from peft import LoraConfig, get_peft_model
 
-    from prompt_recovery.train import make_collator
+    from prompt_recovery.training.train import make_collator
 
     torch.manual_seed(0)
     base, tok = models.tiny_random("mistral")
@@ -280,7 +280,7 @@ def test_packed_training_lowers_loss_and_changes_only_lora_weights(tmp_path):
 
 def test_auto_precision_on_cpu_follows_what_is_fast_here(monkeypatch):
     from prompt_recovery import hardware
-    from prompt_recovery.train import precision_flags
+    from prompt_recovery.training.train import precision_flags
 
     assert hardware.native_bf16({"avx2", "avx512_bf16"}) and hardware.native_bf16({"amx_bf16"})
     assert not hardware.native_bf16({"avx2", "fma", "avx512f"})
@@ -299,7 +299,7 @@ def test_target_logit_loss_equals_the_full_loss_with_the_same_gradients():
     """Logits only at the instruction positions: the same loss and LoRA gradients as the model's own loss."""
     from peft import LoraConfig, get_peft_model
 
-    from prompt_recovery.train import make_collator, target_logit_loss, target_positions
+    from prompt_recovery.training.train import make_collator, target_logit_loss, target_positions
 
     torch.manual_seed(0)
     base, tok = models.tiny_random("llama")

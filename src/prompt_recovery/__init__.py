@@ -15,7 +15,7 @@ from prompt_recovery.errors import UserError
 
 def __getattr__(name):
     if name == "Recoverer":
-        from prompt_recovery.recover import Recoverer
+        from prompt_recovery.inference.recover import Recoverer
 
         return Recoverer
     raise AttributeError(name)

@@ -16,16 +16,16 @@ import sys
 
 # subcommand -> (module, config class, one-line description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "recover": ("prompt_recovery.recover", "RecoverConfig", "recover the instruction for one (original, rewritten) pair"),
-    "predict": ("prompt_recovery.predict", "PredictConfig", "recover instructions for a CSV/JSONL/Parquet file of pairs (submission format)"),
-    "evaluate": ("prompt_recovery.evaluate", "EvaluateConfig", "score predictions against true instructions: report.json, report.md, plots"),
-    "baseline": ("prompt_recovery.baselines", "BaselineConfig", "score constant-instruction baselines on a file with true instructions"),
+    "recover": ("prompt_recovery.inference.recover", "RecoverConfig", "recover the instruction for one (original, rewritten) pair"),
+    "predict": ("prompt_recovery.inference.predict", "PredictConfig", "recover instructions for a CSV/JSONL/Parquet file of pairs (submission format)"),
+    "evaluate": ("prompt_recovery.scoring.evaluate", "EvaluateConfig", "score predictions against true instructions: report.json, report.md, plots"),
+    "baseline": ("prompt_recovery.scoring.baselines", "BaselineConfig", "score constant-instruction baselines on a file with true instructions"),
     "data": ("prompt_recovery.data.command", "DataConfig", "import, clean, split and describe training triples"),
     "generate": ("prompt_recovery.data.generate", "GenerateConfig", "generate new triples with a local or HTTP LLM rewriter (resumable)"),
-    "serve": ("prompt_recovery.serve", "ServeConfig", "HTTP API and web page for recoveries (FastAPI, 127.0.0.1:8000)"),
-    "train": ("prompt_recovery.train", "TrainConfig", "LoRA fine-tuning (PEFT + Trainer) from a YAML preset"),
-    "mean-prompt": ("prompt_recovery.mean_prompt", "MeanPromptConfig", "find one constant instruction with the highest mean SCS against training instructions"),
-    "export": ("prompt_recovery.export", "ExportConfig", "merge an adapter into its base model and save it"),
+    "serve": ("prompt_recovery.serving.serve", "ServeConfig", "HTTP API and web page for recoveries (FastAPI, 127.0.0.1:8000)"),
+    "train": ("prompt_recovery.training.train", "TrainConfig", "LoRA fine-tuning (PEFT + Trainer) from a YAML preset"),
+    "mean-prompt": ("prompt_recovery.search.mean_prompt", "MeanPromptConfig", "find one constant instruction with the highest mean SCS against training instructions"),
+    "export": ("prompt_recovery.training.export", "ExportConfig", "merge an adapter into its base model and save it"),
 }
 
 

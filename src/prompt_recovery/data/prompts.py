@@ -5,7 +5,7 @@
 Prompts come from a bank file (JSON list, JSON object whose keys are prompts, or a table with a
 ``rewrite_prompt`` column / alias, or a .txt file with one prompt a line) and from compositional
 templates: task × style × audience × format. Every prompt carries a category
-(`prompt_recovery.categories.categorize`; a template prompt the classifier calls "other" keeps its
+(`prompt_recovery.scoring.categories.categorize`; a template prompt the classifier calls "other" keeps its
 template's category). Originals come from corpus files (a table with an ``original_text``/``text``
 column, or a .txt file of blank-line separated passages) or from the rewriter itself
 (`original_request`: "Write a short <genre> about <topic>").
@@ -20,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from prompt_recovery.categories import categorize  # noqa: F401 - data.generate imports it from here
+from prompt_recovery.scoring.categories import categorize  # noqa: F401 - data.generate imports it from here
 from prompt_recovery.errors import UserError
 
 # ------------------------------------------------------------------ compositional templates

@@ -118,7 +118,7 @@ def instruction_clusters(prompts, embedder=None, cluster_file: str | Path | None
         known = {word_key(k): str(v) for k, v in mapping.items()}
         labels = {t: f"file:{known[t]}" for t in texts if t in known}
     if embedder is None:
-        from prompt_recovery.metrics import Embedder
+        from prompt_recovery.scoring.metrics import Embedder
 
         embedder = Embedder.load("minilm")
     emb = embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
@@ -233,7 +233,7 @@ def exclude_clusters(df, info: dict, splits: Sequence[str], embedder=None):
     if unknown:
         raise UserError(f"no split named {', '.join(unknown)} in the cluster info; it has: {', '.join(info['clusters'])}")
     if embedder is None:
-        from prompt_recovery.metrics import Embedder
+        from prompt_recovery.scoring.metrics import Embedder
 
         embedder = Embedder.load("minilm")
     texts = [word_key(p) for p in df["rewrite_prompt"]]

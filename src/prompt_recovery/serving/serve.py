@@ -313,7 +313,7 @@ def api_router(service: Service):
     from fastapi import APIRouter, HTTPException
     from fastapi.responses import HTMLResponse
 
-    from prompt_recovery.recover import load_examples
+    from prompt_recovery.inference.recover import load_examples
 
     router = APIRouter()
     max_pairs = service.limits.max_batch_pairs
@@ -614,7 +614,7 @@ class ServeConfig(ModelOptions):
 
 
 def run(cfg: ServeConfig) -> int:
-    from prompt_recovery.recover import Recoverer
+    from prompt_recovery.inference.recover import Recoverer
 
     sock = bind(cfg.host, cfg.port)  # fail fast on a busy port, before loading the model
     try:

@@ -470,7 +470,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
 
         atomic_write_text(out / "train_config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         plot_loss(out / "train_log.jsonl", out / "loss.png")
-        from prompt_recovery.card import write_model_card
+        from prompt_recovery.training.card import write_model_card
 
         elapsed = time.time() - t0
         run = {"examples": len(train_ds), "tokens": train_ds.token_count(), "val_examples": len(val_ds or []),

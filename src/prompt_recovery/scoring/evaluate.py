@@ -13,7 +13,7 @@ Writes to ``--output-dir``: ``report.json`` (every number), ``report.md`` (table
 ``scs_hist.png``, ``by_category.png``, ``by_source.png`` (when the truth has sources) and
 ``baselines.png``. Baselines are scored on the same rows: constant instructions
 (``--constants``) and other prediction files (``--compare``, e.g. the base model's
-``predict --adapter none`` output). Metric definitions: `prompt_recovery.metrics` and
+``predict --adapter none`` output). Metric definitions: `prompt_recovery.scoring.metrics` and
 docs/evaluation.md.
 """
 
@@ -30,7 +30,7 @@ from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import atomic_path, atomic_write_text, read_table, with_row_ids
 
-log = logging.getLogger("prompt_recovery.evaluate")
+log = logging.getLogger("prompt_recovery.scoring.evaluate")
 
 
 @dataclass
@@ -108,7 +108,7 @@ def join(pred_df, truth_df, pred_path: str = "predictions", subset: bool = False
 
 
 def truth_categories(truth_df) -> list[str]:
-    from prompt_recovery.categories import categorize
+    from prompt_recovery.scoring.categories import categorize
 
     given = truth_df["category"].tolist() if "category" in truth_df.columns else [""] * len(truth_df)
     return [g.strip() if isinstance(g, str) and g.strip() else categorize(t)
@@ -143,16 +143,16 @@ def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
     import numpy as np
 
     from prompt_recovery.schema import check_output_dir
-    from prompt_recovery.suite import resolve
+    from prompt_recovery.scoring.suite import resolve
 
     # before any work: -d must be a folder that can be written and must not overwrite an input
     check_output_dir(cfg.output_dir, [cfg.predictions, resolve(cfg.truth), *(cfg.compare or [])],
                      ["report.json", "report.md", "scs_hist.png", "by_category.png", "by_source.png",
                       "baselines.png"], what=f"--output-dir {cfg.output_dir}")
 
-    from prompt_recovery.metrics import Embedder, score
+    from prompt_recovery.scoring.metrics import Embedder, score
 
-    from prompt_recovery.suite import family_accuracy, resolve
+    from prompt_recovery.scoring.suite import family_accuracy, resolve
 
     truth_df = read_truth(resolve(cfg.truth))
     pred_df = read_predictions(cfg.predictions)

@@ -38,7 +38,7 @@ PROMPT_RECOVERY_OPENBLAS_CORETYPE (OpenBLAS kernels, default from the CPU flags)
 measurements behind these defaults (speed, agreement with the reference, memory) are in
 docs/speed.md.
 
-    python -m prompt_recovery.backends --check-llama-cpp   # is the OpenBLAS build installed and loading?
+    python -m prompt_recovery.inference.backends --check-llama-cpp   # is the OpenBLAS build installed and loading?
 """
 
 from __future__ import annotations
@@ -872,11 +872,11 @@ def load_vllm(model: str, adapter: str | None = "default", dtype: str = "auto"):
 
 
 def _main(argv=None) -> int:
-    """`python -m prompt_recovery.backends --check-llama-cpp`: exit 0 when llama.cpp with its OpenBLAS
+    """`python -m prompt_recovery.inference.backends --check-llama-cpp`: exit 0 when llama.cpp with its OpenBLAS
     backend is installed and loads (scripts/setup.sh uses it to skip the build)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m prompt_recovery.backends")
+    ap = argparse.ArgumentParser(prog="python -m prompt_recovery.inference.backends")
     ap.add_argument("--check-llama-cpp", action="store_true", help="exit 0 if llama.cpp + OpenBLAS is usable")
     a = ap.parse_args(argv)
     if a.check_llama_cpp:

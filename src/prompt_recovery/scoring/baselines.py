@@ -60,7 +60,7 @@ class BaselineConfig:
 
 def rank_constants(candidates, truths, embedder) -> list[dict]:
     """Metrics of each constant instruction on `truths`, best SCS first."""
-    from prompt_recovery.metrics import score
+    from prompt_recovery.scoring.metrics import score
 
     rows = []
     for c in candidates:
@@ -74,8 +74,8 @@ def run(cfg: BaselineConfig) -> int:
 
     import pandas as pd
 
-    from prompt_recovery.evaluate import read_truth
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.evaluate import read_truth
+    from prompt_recovery.scoring.metrics import Embedder
 
     candidates = list(cfg.constants or [])
     if cfg.constants_file:

@@ -16,8 +16,8 @@ from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
-from prompt_recovery.search import SearchOptions
-from prompt_recovery.suite import load_examples
+from prompt_recovery.search.search import SearchOptions
+from prompt_recovery.scoring.suite import load_examples
 
 
 
@@ -35,7 +35,7 @@ class Recoverer:
 
     def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8, *,
                  engine=None):
-        from prompt_recovery.backends import TransformersBackend
+        from prompt_recovery.inference.backends import TransformersBackend
 
         self.loaded = loaded
         self.model = loaded.model  # None with the llama-cpp backend
@@ -54,9 +54,10 @@ class Recoverer:
     def load(cls, model: str = "smollm2-135m", adapter: str | None = "default", prompt_format: str | None = None,
              device: str = "auto", dtype: str = "auto", max_new_tokens: int = 48, batch_size: int = 8,
              backend: str = "auto") -> "Recoverer":
-        """Load a model for recovery; `backend` as in `prompt_recovery.backends` (auto, transformers, llama-cpp)."""
-        from prompt_recovery import backends, models
+        """Load a model for recovery; `backend` as in `prompt_recovery.inference.backends` (auto, transformers, llama-cpp)."""
+        from prompt_recovery import models
 
+        from prompt_recovery.inference import backends
         loaded, engine = None, None
         models.resolve_adapter(model, adapter)  # bad adapter paths are the user's error, whatever the backend
         chosen = backends.choose(backend, model, device, dtype)
@@ -138,7 +139,7 @@ def run(cfg: RecoverConfig) -> int:
         pairs = [(r["original_text"], r["rewritten_text"]) for r in rows]
     else:
         pairs = [_pair_from_config(cfg)]
-    from prompt_recovery.search import from_options
+    from prompt_recovery.search.search import from_options
 
     r = from_options(cfg)  # a plain Recoverer unless search options (--candidates, --bank, --suffix) are set
     outs = r.recover_batch(pairs)

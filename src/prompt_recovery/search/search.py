@@ -7,13 +7,13 @@
 
 Per row:
   1. candidates: the greedy instruction, plus (``--candidates K`` > 1) beam-search or sampled
-     alternatives (`prompt_recovery.candidates`), plus (``--bank FILE``) the ``--bank-k``
+     alternatives (`prompt_recovery.search.candidates`), plus (``--bank FILE``) the ``--bank-k``
      nearest prompts of a prompt bank;
   2. selection (only with more than one candidate), ``--select``:
        * ``mbr`` (minimum Bayes risk): the candidate with the highest mean sharpened cosine
          (the SCS formula) to the other candidates under the search embedder – the consensus
          candidate, which maximises the expected SCS if the candidates were samples of the truth;
-       * ``replay``: replay verification (`prompt_recovery.replay`): the candidate whose
+       * ``replay``: replay verification (`prompt_recovery.search.replay`): the candidate whose
          replayed rewrite is closest to the observed rewrite;
        * ``first``: candidate 0 (the greedy prediction);
   3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
@@ -91,7 +91,7 @@ def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
     """Index of the candidate with the highest mean sharpened cosine to the others (first on ties)."""
     import numpy as np
 
-    from prompt_recovery.metrics import sharpen
+    from prompt_recovery.scoring.metrics import sharpen
 
     if len(candidates) <= 2:
         return 0  # two candidates are symmetric: keep the first
@@ -117,7 +117,7 @@ class SearchRecoverer:
     @property
     def embedder(self):
         if self._embedder is None:
-            from prompt_recovery.embedders import load_embedder
+            from prompt_recovery.scoring.embedders import load_embedder
 
             self._embedder = load_embedder(self.o.search_embedder)
         return self._embedder
@@ -125,7 +125,7 @@ class SearchRecoverer:
     @property
     def bank(self):
         if self._bank is None and self.o.bank:
-            from prompt_recovery.candidates import PromptBank
+            from prompt_recovery.search.candidates import PromptBank
 
             self._bank = PromptBank.load(self.o.bank, self.embedder, progress=True)
         return self._bank
@@ -133,7 +133,7 @@ class SearchRecoverer:
     @property
     def replayer(self):
         if self._replayer is None:
-            from prompt_recovery.replay import Replayer, make_rewriter
+            from prompt_recovery.search.replay import Replayer, make_rewriter
 
             rw = make_rewriter(self.o.replay_rewriter, self.o.replay_model, self.o.replay_endpoint,
                                self.o.replay_api_model, self.o.replay_max_new_tokens)
@@ -156,7 +156,7 @@ class SearchRecoverer:
         return self.base.prompt_ids(original, rewritten)
 
     def candidate_lists(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> list[list[str]]:
-        from prompt_recovery.candidates import dedupe, model_candidates
+        from prompt_recovery.search.candidates import dedupe, model_candidates
 
         greedy = self.base.recover_batch(list(pairs), batch_size)
         cands = model_candidates(self.base, pairs, self.o.candidates, self.o.candidate_method,
@@ -171,7 +171,7 @@ class SearchRecoverer:
 
     def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
                       progress: bool = False) -> list[str]:
-        from prompt_recovery.recover import check_pair
+        from prompt_recovery.inference.recover import check_pair
 
         for o, r in pairs:
             check_pair(o, r)
@@ -198,7 +198,7 @@ def wrap(recoverer, options: SearchOptions):
 
 def from_options(cfg):
     """Load the recovery model of a config with `ModelOptions` + `SearchOptions` fields, wrapped as needed."""
-    from prompt_recovery.recover import Recoverer
+    from prompt_recovery.inference.recover import Recoverer
 
     check_options(cfg)
     read_suffix(cfg)  # fail on a bad suffix file before loading the model

@@ -1,6 +1,6 @@
 """The kind of change an instruction asks for: a small, documented rule-based classifier.
 
-    python -c "from prompt_recovery.categories import categorize; print(categorize('Summarise this in one line.'))"
+    python -c "from prompt_recovery.scoring.categories import categorize; print(categorize('Summarise this in one line.'))"
 
 `categorize(instruction)` returns one of `CATEGORIES`. It gives "category accuracy" a
 precise meaning in `evaluate`: a predicted instruction is right when it asks for the same

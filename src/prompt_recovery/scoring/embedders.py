@@ -1,8 +1,8 @@
 """Sentence embedders for search and scoring: the `metrics` embedders plus an independent "held-out" one.
 
-    python -c "from prompt_recovery.embedders import load_embedder; e = load_embedder('smollm2-tokens'); print(e.encode(['Make it a poem.']).shape)"
+    python -c "from prompt_recovery.scoring.embedders import load_embedder; e = load_embedder('smollm2-tokens'); print(e.encode(['Make it a poem.']).shape)"
 
-`load_embedder(name)` accepts every name `prompt_recovery.metrics.Embedder.load` accepts
+`load_embedder(name)` accepts every name `prompt_recovery.scoring.metrics.Embedder.load` accepts
 (``minilm``, ``sentence-t5-base``, a local sentence-transformers directory) and also:
 
 * ``smollm2-tokens`` – the mean of the SmolLM2-135M *input token embeddings* of a text,
@@ -97,6 +97,6 @@ def load_embedder(name: str = "minilm", device: str = "cpu"):
     """An embedder by name: ``smollm2-tokens`` or anything `metrics.Embedder.load` accepts."""
     if name in TOKEN_EMBEDDERS:
         return TokenMeanEmbedder.load(name)
-    from prompt_recovery.metrics import Embedder
+    from prompt_recovery.scoring.metrics import Embedder
 
     return Embedder.load(name, device)

@@ -2,7 +2,7 @@
 
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4                      # 4 model candidates, MBR choice
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4 --bank train.jsonl --bank-k 2
-    python -c "from prompt_recovery.recover import Recoverer; from prompt_recovery.candidates import model_candidates; r = Recoverer.load(backend='transformers'); print(model_candidates(r, [('Hi there.', 'Ahoy, matey!')], 4))"
+    python -c "from prompt_recovery.inference.recover import Recoverer; from prompt_recovery.search.candidates import model_candidates; r = Recoverer.load(backend='transformers'); print(model_candidates(r, [('Hi there.', 'Ahoy, matey!')], 4))"
 
 Model candidates (`model_candidates`): the greedy instruction first (the plain prediction,
 so candidate 0 is always what `recover` without options returns), then the distinct
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from prompt_recovery.errors import UserError
-from prompt_recovery.metrics import match_form
+from prompt_recovery.scoring.metrics import match_form
 from prompt_recovery.prompting import postprocess
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def generate_alternatives(recoverer, pairs: Sequence[tuple[str, str]], k: int, m
 
     if method not in METHODS:
         raise UserError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
-    from prompt_recovery.backends import TransformersBackend
+    from prompt_recovery.inference.backends import TransformersBackend
 
     engine = TransformersBackend(_torch_model(recoverer), recoverer.tokenizer)
     ids = [recoverer.prompt_ids(o, r) for o, r in pairs]

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SUITE = Path(__file__).resolve().parent / "examples" / "family_suite.jsonl"
+SUITE = Path(__file__).resolve().parents[1] / "examples" / "family_suite.jsonl"  # prompt_recovery/examples/
 SUITE_NAME = "suite"
 EXAMPLE_IDS = ("pirate", "haiku", "formal", "summary", "child")
 
-# family -> the category (prompt_recovery.categories) of every instruction in it
+# family -> the category (prompt_recovery.scoring.categories) of every instruction in it
 FAMILY_CATEGORY = {
     "summarise": "summarise", "expand": "expand", "simplify_child": "translate_simplify",
     "formal": "change_tone", "casual": "change_tone", "humour_tone": "change_tone",
@@ -55,7 +55,7 @@ def family_accuracy(predictions, truth_rows) -> dict:
     `truth_rows` are dicts with ``rewrite_prompt`` and ``family``; returns
     ``{"accuracy": float, "n": int, "families": {family: {"accuracy", "n", "correct"}}}``.
     """
-    from prompt_recovery.categories import categorize
+    from prompt_recovery.scoring.categories import categorize
 
     if len(predictions) != len(truth_rows):
         raise ValueError(f"{len(predictions)} predictions for {len(truth_rows)} truth rows")

@@ -1,6 +1,6 @@
 """Scores for recovered instructions against the true ones (used by `evaluate` and `baseline`).
 
-    python -c "from prompt_recovery.metrics import score; print(score(['Make it a poem.'], ['Rewrite this as a poem.']).summary)"
+    python -c "from prompt_recovery.scoring.metrics import score; print(score(['Make it a poem.'], ['Rewrite this as a poem.']).summary)"
 
 Definitions (every metric compares one prediction with one true instruction per row):
 
@@ -18,7 +18,7 @@ Definitions (every metric compares one prediction with one true instruction per 
 * **Exact match**: 1 when the normalised strings are equal. Normalisation: lower case,
   punctuation removed, whitespace collapsed.
 * **Category accuracy**: the share of rows whose prediction falls in the same category as the
-  truth, both classified by `prompt_recovery.categories.categorize`; **category macro-F1**
+  truth, both classified by `prompt_recovery.scoring.categories.categorize`; **category macro-F1**
   is the unweighted mean F1 over the categories present in truth or prediction.
 * **95% CI**: percentile bootstrap over rows (default 1000 resamples, fixed seed); BLEU is
   recomputed from resampled n-gram statistics, so its CI is for corpus BLEU too.
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from prompt_recovery.categories import categorize
-from prompt_recovery.embedders import CachingEncoder
+from prompt_recovery.scoring.categories import categorize
+from prompt_recovery.scoring.embedders import CachingEncoder
 from prompt_recovery.errors import UserError
 
 EMBEDDERS = ("minilm", "sentence-t5-base")

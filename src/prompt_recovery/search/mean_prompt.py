@@ -44,7 +44,7 @@ def build_vocab(instructions: Sequence[str], size: int = 200) -> list[str]:
 
 def mean_scs(vecs, truth_vecs, power: float = 3.0):
     """Objective per row of `vecs` (L2-normalised): mean over truths of max(cos, 0) ** power."""
-    from prompt_recovery.metrics import sharpen
+    from prompt_recovery.scoring.metrics import sharpen
 
     return sharpen(vecs @ truth_vecs.T, power).mean(axis=1)
 
@@ -156,8 +156,8 @@ def read_instructions(path: str) -> list[str]:
 def run(cfg: MeanPromptConfig) -> int:
     import random
 
-    from prompt_recovery.baselines import CANDIDATES
-    from prompt_recovery.embedders import load_embedder
+    from prompt_recovery.scoring.baselines import CANDIDATES
+    from prompt_recovery.scoring.embedders import load_embedder
 
     truths = read_instructions(cfg.train)
     if cfg.sample and cfg.sample < len(truths):

@@ -30,9 +30,9 @@ from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import check_output, read_table, table_format, with_row_ids, write_table
-from prompt_recovery.search import SearchOptions, fingerprint_items
+from prompt_recovery.search.search import SearchOptions, fingerprint_items
 
-log = logging.getLogger("prompt_recovery.predict")
+log = logging.getLogger("prompt_recovery.inference.predict")
 REQUIRED = ("original_text", "rewritten_text")
 
 
@@ -199,7 +199,7 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
         return [p for p in preds]  # type: ignore[misc]
     todo.sort(key=lambda i: len(originals[i]) + len(rewrittens[i]))
     if recoverer is None:
-        from prompt_recovery.search import from_options as search_from_options
+        from prompt_recovery.search.search import from_options as search_from_options
 
         recoverer = search_from_options(cfg)  # a plain Recoverer unless search options are set
         if cfg.progress:
@@ -227,7 +227,7 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
 def run(cfg: PredictConfig) -> int:
     import pandas as pd
 
-    from prompt_recovery.suite import resolve
+    from prompt_recovery.scoring.suite import resolve
 
     source = resolve(cfg.input)
     out = Path(cfg.output)

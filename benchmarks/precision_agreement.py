@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from prompt_recovery import models
-    from prompt_recovery.inference import backends
+    from prompt_recovery.inference.gguf_merge import gguf_source, merged_gguf
+    from prompt_recovery.inference.llama_cpp_engine import LlamaCppBackend
     from prompt_recovery.prompting import get_format, postprocess, prompt_ids
     from prompt_recovery.schema import read_table
 
@@ -43,9 +44,9 @@ def main(argv=None) -> int:
     tok = models.load_tokenizer("smollm2-135m")
     fmt = get_format(meta.get("name"), meta.get("max_text_tokens"), tok)  # as Recoverer.load does
     ids = [prompt_ids(tok, o, w, fmt) for o, w in zip(df.original_text, df.rewritten_text)]
-    base = backends.gguf_source("smollm2-135m")
-    eng = {t: backends.LlamaCppBackend(backends.merged_gguf(base, adapter, weight_type=t), tok, n_seq=1,
-                                       n_threads=a.threads, workers=1) for t in ("f16", "bf16")}
+    base = gguf_source("smollm2-135m")
+    eng = {t: LlamaCppBackend(merged_gguf(base, adapter, weight_type=t), tok, n_seq=1,
+                               n_threads=a.threads, workers=1) for t in ("f16", "bf16")}
     lib, eos = eng["f16"]._lib, tok.eos_token_id
 
     def feed(t, toks, start, last=True):

@@ -32,7 +32,7 @@ took "model packages"
 # tried; if that fails too the tools still work on the slower transformers backend (they print a
 # one-line notice). Set CMAKE_ARGS to build it your way.
 # (.venv/.llama-cpp-plain marks a build without OpenBLAS that is kept: yours via CMAKE_ARGS, or the fallback)
-llama_ok() { .venv/bin/python -m prompt_recovery.inference.backends --check-llama-cpp >/dev/null 2>&1 \
+llama_ok() { .venv/bin/python -m prompt_recovery.inference.cpu_probe --check-llama-cpp >/dev/null 2>&1 \
   || { [ -f .venv/.llama-cpp-plain ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; }; }
 if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   echo "building llama-cpp-python with OpenBLAS (fast CPU backend; a few minutes, once) ..."
@@ -54,7 +54,7 @@ if [ "${PROMPT_RECOVERY_NO_LLAMA_CPP:-0}" != 1 ] && ! llama_ok; then
   # its dependencies (not `pip install llama-cpp-python`: after a failed build that could fetch a cached plain one)
   $PIP install -q $CONSTRAINTS "typing-extensions>=4.5.0" "numpy>=1.20.0" "diskcache>=5.6.1" "jinja2>=2.11.3" 2>&1 | grep -v -i warning || true
   rm -rf "$PC_DIR"
-  if .venv/bin/python -m prompt_recovery.inference.backends --check-llama-cpp; then
+  if .venv/bin/python -m prompt_recovery.inference.cpu_probe --check-llama-cpp; then
     rm -f .venv/.llama-cpp-plain
   elif [ -n "${CMAKE_ARGS:-}" ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     touch .venv/.llama-cpp-plain  # your own CMAKE_ARGS: kept as built

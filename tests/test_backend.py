@@ -1,4 +1,4 @@
-"""Generation backends: choice and fallback, LoRA merge into GGUF, and llama.cpp vs the transformers reference.
+"""Generation engines: choice and fallback, LoRA merge into GGUF, and llama.cpp vs the transformers reference.
 
     .venv/bin/python -m pytest tests/test_backend.py -x -q            # all (slow ones load SmolLM2-135M)
     .venv/bin/python -m pytest tests/test_backend.py -x -q -m "not slow"
@@ -12,18 +12,19 @@ import sys
 import numpy as np
 import pytest
 
-from prompt_recovery.inference import backends
 from prompt_recovery.errors import UserError
-from prompt_recovery.inference.recover import Recoverer, load_examples
+from prompt_recovery.inference import cpu_probe, engines, gguf_merge, llama_cpp_engine
+from prompt_recovery.inference.recover import Recoverer
+from prompt_recovery.scoring.suite import load_examples
 
-needs_llama_cpp = pytest.mark.skipif(not backends.llama_cpp_available(), reason="llama-cpp-python not installed")
+needs_llama_cpp = pytest.mark.skipif(not cpu_probe.llama_cpp_available(), reason="llama-cpp-python not installed")
 
 
 @pytest.fixture
 def no_llama_cpp(monkeypatch):
     """Simulate an environment without llama-cpp-python: `import llama_cpp` raises ImportError."""
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    assert not backends.llama_cpp_available()
+    assert not cpu_probe.llama_cpp_available()
 
 
 @pytest.fixture(autouse=True)
@@ -37,34 +38,34 @@ def _one_thread(monkeypatch):
 # ---------------------------------------------------------------- choosing a backend
 
 def test_explicit_transformers_is_kept():
-    assert backends.choose("transformers", "smollm2-135m") == "transformers"
+    assert engines.choose("transformers", "smollm2-135m") == "transformers"
 
 
 def test_unknown_backend_is_a_user_error():
     with pytest.raises(UserError, match="unknown backend 'onnx'"):
-        backends.choose("onnx", "smollm2-135m")
+        engines.choose("onnx", "smollm2-135m")
 
 
 def test_auto_uses_transformers_for_non_gguf_models(capsys):
-    assert backends.choose("auto", "tiny-random-llama") == "transformers"
+    assert engines.choose("auto", "tiny-random-llama") == "transformers"
     assert capsys.readouterr().err == ""  # nothing to tell: llama.cpp could not run it anyway
 
 
 @needs_llama_cpp
 def test_auto_picks_llama_cpp_for_the_gguf_preset_on_cpu():
-    assert backends.choose("auto", "smollm2-135m", "cpu") == "llama-cpp"
-    assert backends.choose("auto", "smollm2-135m", "cpu", "bfloat16") == "transformers"
+    assert engines.choose("auto", "smollm2-135m", "cpu") == "llama-cpp"
+    assert engines.choose("auto", "smollm2-135m", "cpu", "bfloat16") == "transformers"
 
 
 def test_auto_falls_back_with_one_line_notice_when_engine_missing(no_llama_cpp, capsys):
-    assert backends.choose("auto", "smollm2-135m", "cpu") == "transformers"
+    assert engines.choose("auto", "smollm2-135m", "cpu") == "transformers"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "llama-cpp-python is not installed" in err and "pip install" in err
 
 
 def test_explicit_llama_cpp_without_engine_is_a_user_error(no_llama_cpp):
     with pytest.raises(UserError, match="needs llama-cpp-python"):
-        backends.choose("llama-cpp", "smollm2-135m", "cpu")
+        engines.choose("llama-cpp", "smollm2-135m", "cpu")
 
 
 def test_an_installed_llama_cpp_that_does_not_load_says_why(tmp_path, monkeypatch, capsys):
@@ -74,12 +75,12 @@ def test_an_installed_llama_cpp_that_does_not_load_says_why(tmp_path, monkeypatc
     (pkg / "__init__.py").write_text('raise OSError("libllama.so: cannot open shared object file")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
-    assert backends.llama_cpp_problem() == "it does not load: OSError: libllama.so: cannot open shared object file"
-    assert backends.choose("auto", "smollm2-135m", "cpu") == "transformers"
+    assert cpu_probe.llama_cpp_problem() == "it does not load: OSError: libllama.so: cannot open shared object file"
+    assert engines.choose("auto", "smollm2-135m", "cpu") == "transformers"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "installed but it does not load: OSError: libllama.so" in err
     with pytest.raises(UserError, match="cannot use llama-cpp-python, it does not load: OSError: libllama.so"):
-        backends.choose("llama-cpp", "smollm2-135m", "cpu")
+        engines.choose("llama-cpp", "smollm2-135m", "cpu")
 
 
 @needs_llama_cpp
@@ -100,8 +101,8 @@ def test_auto_falls_back_when_the_fast_path_cannot_load(monkeypatch, capsys):
     def cannot(model, adapter):
         raise UserError("adapter x: DoRA is not supported by the llama-cpp backend; use --backend transformers")
 
-    monkeypatch.setattr(backends, "choose", lambda *a: "llama-cpp")
-    monkeypatch.setattr(backends, "load_llama_cpp", cannot)
+    monkeypatch.setattr(engines, "choose", lambda *a: "llama-cpp")
+    monkeypatch.setattr(engines, "load_llama_cpp", cannot)
     r = Recoverer.load("tiny-random-llama", adapter="none", max_new_tokens=2, backend="auto")
     assert r.backend == "transformers"
     err = capsys.readouterr().err
@@ -131,7 +132,7 @@ def test_read_lora_deltas_equal_peft_merge(tmp_path):
 
     peft_model, path = _tiny_adapter(tmp_path)
     before = {n: p.detach().clone() for n, p in peft_model.base_model.model.named_parameters() if "lora" not in n}
-    cfg, deltas = backends.read_lora(path)
+    cfg, deltas = gguf_merge.read_lora(path)
     merged = dict(peft_model.merge_and_unload().named_parameters())
     assert len(deltas) == 2 * 5  # 2 layers x 5 target modules
     for layer in range(2):
@@ -155,7 +156,7 @@ def test_permute_inverts_transformers_gguf_reverse_permutation():
     for n_head, n_kv in [(3, 3), (3, 1)]:
         hf = reverse()._reverse_permute_weights(w, n_head, n_kv)
         assert not np.array_equal(hf, w)
-        np.testing.assert_array_equal(backends._permute(hf, n_kv), w)
+        np.testing.assert_array_equal(gguf_merge._permute(hf, n_kv), w)
 
 
 def _write_gguf(path, tensors: dict, n_head=2, n_kv=1):
@@ -204,24 +205,24 @@ def test_merged_gguf_adds_permuted_delta_and_is_cached(tmp_path, monkeypatch):
     save_file({**{f"{pre}.{m}.lora_A.weight": A[m] for m in A}, **{f"{pre}.{m}.lora_B.weight": B[m] for m in B}},
               str(ad / "adapter_model.safetensors"))
 
-    out = backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32")
+    out = gguf_merge.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32")
     reader = gguf.GGUFReader(str(out))
     got = {t.name: dequantize(t.data, t.tensor_type) for t in reader.tensors}
     assert {t.tensor_type for t in reader.tensors} == {f32}
     assert reader.get_field("llama.attention.head_count").contents() == 2
     src = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(base)).tensors}
     np.testing.assert_allclose(got["blk.0.attn_q.weight"],
-                               src["blk.0.attn_q.weight"] + backends._permute(2.0 * B["q_proj"] @ A["q_proj"], 2),
+                               src["blk.0.attn_q.weight"] + gguf_merge._permute(2.0 * B["q_proj"] @ A["q_proj"], 2),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["blk.0.attn_k.weight"],
-                               src["blk.0.attn_k.weight"] + backends._permute(2.0 * B["k_proj"] @ A["k_proj"], 1),
+                               src["blk.0.attn_k.weight"] + gguf_merge._permute(2.0 * B["k_proj"] @ A["k_proj"], 1),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(got["blk.0.attn_v.weight"], src["blk.0.attn_v.weight"])  # untouched
     # cached: same file, not rewritten; a changed adapter gets a new file
     mtime = out.stat().st_mtime_ns
-    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") == out and out.stat().st_mtime_ns == mtime
+    assert gguf_merge.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") == out and out.stat().st_mtime_ns == mtime
     (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 2}))
-    assert backends.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") != out
+    assert gguf_merge.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32") != out
     assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
 
 
@@ -230,7 +231,7 @@ def test_unsupported_adapter_is_a_user_error(tmp_path):
     ad.mkdir()
     (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "use_dora": True}))
     with pytest.raises(UserError, match="DoRA is not supported by the llama-cpp backend"):
-        backends.read_lora(ad)
+        gguf_merge.read_lora(ad)
 
 
 # ---------------------------------------------------------------- the real default model (slow)
@@ -255,7 +256,7 @@ def smollm2_adapter(tmp_path_factory):
 @pytest.mark.slow
 @needs_llama_cpp
 def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, monkeypatch):
-    monkeypatch.setattr(backends, "gguf_cache_dir", lambda: tmp_path / "gguf")  # merged GGUFs: not in ~
+    monkeypatch.setattr(gguf_merge, "gguf_cache_dir", lambda: tmp_path / "gguf")  # merged GGUFs: not in ~
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "f32")  # the reference's exact weights: same tokens
     pairs = [(r["original_text"], r["rewritten_text"]) for r in load_examples()[:3]]
     fast = Recoverer.load("smollm2-135m", adapter=smollm2_adapter, backend="llama-cpp", max_new_tokens=12)
@@ -272,12 +273,12 @@ def test_llama_cpp_matches_reference_with_adapter(smollm2_adapter, tmp_path, mon
     assert all(t.strip() for t in fast_raw)
     assert fast_raw != base_raw  # the adapter is applied on the fast path
     # continuous batching (3 prompts in flight, one decode call per step) = one prompt at a time
-    single = backends.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_seq=1)
+    single = llama_cpp_engine.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_seq=1)
     assert fast.engine.n_seq == 16 and single.n_seq == 1 and len(fast.engine.workers) == 1
     assert single.generate(ids, 12) == fast_raw
     assert single.generate(ids[::-1], 12) == fast_raw[::-1]  # slots reused with cached prefixes: same again
     # two workers (two contexts on one model, each in its own thread, one shared queue) = the same
-    multi = backends.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_threads=2, n_seq=2)
+    multi = llama_cpp_engine.LlamaCppBackend(fast.engine.gguf_file, fast.tokenizer, n_threads=2, n_seq=2)
     assert len(multi.workers) == 2 and [w.n_threads for w in multi.workers] == [1, 1]
     assert multi.generate(ids * 3, 12) == fast_raw * 3
     multi.close()
@@ -309,8 +310,8 @@ def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
               "token_embd.weight": (rng.standard_normal((10, 32)).astype(np.float32), T.Q8_0)}
     base = tmp_path / "base.gguf"
     _write_gguf(base, base_w)
-    f32 = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f32")
-    out = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type=qtype)
+    f32 = gguf_merge.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f32")
+    out = gguf_merge.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type=qtype)
     assert out.name.endswith(f".{qtype}.gguf") and (out == f32) == (qtype == "f32")
     reader = gguf.GGUFReader(str(out))
     types = {t.name: t.tensor_type.name for t in reader.tensors}
@@ -329,41 +330,41 @@ def test_merged_gguf_weight_types(tmp_path, qtype, ggml, file_type, tol):
 
 def test_gguf_type_from_option_or_environment(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_GGUF_TYPE", raising=False)
-    assert backends.gguf_type() == backends.default_gguf_type()
-    monkeypatch.setattr(backends, "llama_cpp_has_blas", lambda: True)
-    assert backends.gguf_type() == "f32"  # OpenBLAS's float32 GEMM: the reference's exact weights
-    monkeypatch.setattr(backends, "llama_cpp_has_blas", lambda: False)
-    assert backends.gguf_type() == "f16"  # llama.cpp's own kernels: f16 is the fastest that keeps answers
+    assert gguf_merge.gguf_type() == gguf_merge.default_gguf_type()
+    monkeypatch.setattr(cpu_probe, "llama_cpp_has_blas", lambda: True)
+    assert gguf_merge.gguf_type() == "f32"  # OpenBLAS's float32 GEMM: the reference's exact weights
+    monkeypatch.setattr(cpu_probe, "llama_cpp_has_blas", lambda: False)
+    assert gguf_merge.gguf_type() == "f16"  # llama.cpp's own kernels: f16 is the fastest that keeps answers
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "Q8-0")
-    assert backends.gguf_type() == "q8_0"
-    assert backends.gguf_type("f16") == "f16"  # an explicit value wins
+    assert gguf_merge.gguf_type() == "q8_0"
+    assert gguf_merge.gguf_type("f16") == "f16"  # an explicit value wins
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "q4_k")
     with pytest.raises(UserError, match="unknown GGUF weight type 'q4_k'.*f32, f16, bf16, q8_0"):
-        backends.gguf_type()
+        gguf_merge.gguf_type()
 
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_THREADS")
-    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(cpu_probe.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     for busy, want in [(0.0, 4), (1.4, 3), (2.6, 1), (3.9, 1), (9.0, 1)]:
-        monkeypatch.setattr(backends, "_busy_cores", lambda busy=busy: busy)
-        assert backends.default_threads() == want
+        monkeypatch.setattr(cpu_probe, "_busy_cores", lambda busy=busy: busy)
+        assert cpu_probe.default_threads() == want
     monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "3")
-    assert backends.default_threads() == 3
+    assert cpu_probe.default_threads() == 3
 
 
 def test_busy_cores_sees_a_spinning_process():
     import multiprocessing as mp
     import time
 
-    if not hasattr(backends.os, "sched_getaffinity") or not backends.os.path.exists("/proc/stat"):
+    if not hasattr(cpu_probe.os, "sched_getaffinity") or not cpu_probe.os.path.exists("/proc/stat"):
         pytest.skip("needs Linux /proc/stat")
-    quiet = backends._busy_cores(0.3)
+    quiet = cpu_probe._busy_cores(0.3)
     p = mp.get_context("spawn").Process(target=_spin, args=(3.0,))
     p.start()
     try:
         time.sleep(1.0)  # the child is up and spinning
-        assert backends._busy_cores(0.5) >= quiet + 0.6  # one more core busy (other jobs may come and go)
+        assert cpu_probe._busy_cores(0.5) >= quiet + 0.6  # one more core busy (other jobs may come and go)
     finally:
         p.terminate()
         p.join()
@@ -379,27 +380,27 @@ def _spin(seconds):
 
 def test_worker_plan_one_thread_each_with_openblas(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_LLAMA_WORKERS", raising=False)
-    assert backends.plan_workers(2, blas=True) == (2, 2)
-    assert backends.plan_workers(1, blas=True) == (1, 1)
-    assert backends.plan_workers(32, blas=True) == (backends.MAX_WORKERS, backends.MAX_WORKERS)  # capped
-    assert backends.plan_workers(32, blas=False) == (32, backends.MAX_WORKERS)  # threads split between them
-    assert backends.plan_workers(4, workers=1, blas=True) == (4, 1)  # explicit: one worker, 4 threads
-    assert backends.plan_workers(2, workers=5) == (2, 2)  # never more workers than threads
+    assert llama_cpp_engine.plan_workers(2, blas=True) == (2, 2)
+    assert llama_cpp_engine.plan_workers(1, blas=True) == (1, 1)
+    assert llama_cpp_engine.plan_workers(32, blas=True) == (llama_cpp_engine.MAX_WORKERS, llama_cpp_engine.MAX_WORKERS)  # capped
+    assert llama_cpp_engine.plan_workers(32, blas=False) == (32, llama_cpp_engine.MAX_WORKERS)  # threads split between them
+    assert llama_cpp_engine.plan_workers(4, workers=1, blas=True) == (4, 1)  # explicit: one worker, 4 threads
+    assert llama_cpp_engine.plan_workers(2, workers=5) == (2, 2)  # never more workers than threads
     monkeypatch.setenv("PROMPT_RECOVERY_LLAMA_WORKERS", "3")
-    assert backends.plan_workers(6, blas=True) == (6, 3)
+    assert llama_cpp_engine.plan_workers(6, blas=True) == (6, 3)
     # the KV cache is shared out: many workers get fewer cells (and so fewer prompts in flight) each
-    assert backends.KV_CELLS // backends.MAX_WORKERS >= backends.MIN_WORKER_CELLS
+    assert llama_cpp_engine.KV_CELLS // llama_cpp_engine.MAX_WORKERS >= llama_cpp_engine.MIN_WORKER_CELLS
 
 
 def test_openblas_kernels_follow_cpu_flags_unless_set(monkeypatch):
     monkeypatch.delenv("PROMPT_RECOVERY_OPENBLAS_CORETYPE", raising=False)
     avx512 = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
-    monkeypatch.setattr(backends, "_cpu_flags", lambda: avx512)
-    assert backends.openblas_coretype() == "SkylakeX"
-    monkeypatch.setattr(backends, "_cpu_flags", lambda: avx512 - {"avx512bw"})
-    assert backends.openblas_coretype() is None  # OpenBLAS's own detection
+    monkeypatch.setattr(cpu_probe, "_cpu_flags", lambda: avx512)
+    assert cpu_probe.openblas_coretype() == "SkylakeX"
+    monkeypatch.setattr(cpu_probe, "_cpu_flags", lambda: avx512 - {"avx512bw"})
+    assert cpu_probe.openblas_coretype() is None  # OpenBLAS's own detection
     monkeypatch.setenv("PROMPT_RECOVERY_OPENBLAS_CORETYPE", "Zen")
-    assert backends.openblas_coretype() == "Zen"
+    assert cpu_probe.openblas_coretype() == "Zen"
 
 
 class _FakeWorker:
@@ -425,7 +426,7 @@ class _FakeWorker:
 
 
 def _fake_engine(workers):
-    engine = backends.LlamaCppBackend.__new__(backends.LlamaCppBackend)
+    engine = llama_cpp_engine.LlamaCppBackend.__new__(llama_cpp_engine.LlamaCppBackend)
     engine.workers = workers
     engine.model = type("M", (), {"n_ctx_train": lambda self: 64})()
     return engine
@@ -455,12 +456,12 @@ def test_prefix_groups_put_prompts_with_a_shared_original_together():
     a, b = list(range(100, 160)), list(range(200, 260))  # two long "original texts"
     ids = [system + a + [7, 8], system + b + [9], system + [5, 6], system + a + [7, 9, 9],
            system + b + [1], system + a + [3], system + [5, 6, 7]]
-    groups = backends.prefix_groups(ids, min_shared=32)
+    groups = llama_cpp_engine.prefix_groups(ids, min_shared=32)
     assert groups == [[0, 3, 5], [1, 4], [2], [6]]
     assert sorted(i for g in groups for i in g) == list(range(len(ids)))  # each prompt exactly once
-    assert backends.prefix_groups(ids, min_shared=1000) == [[i] for i in range(len(ids))]
-    assert backends.prefix_groups([]) == [] and backends.prefix_groups([[1]]) == [[0]]
-    assert backends.prefix_groups([[5, 6]] * 3, min_shared=1) == [[0, 1, 2]]  # identical prompts
+    assert llama_cpp_engine.prefix_groups(ids, min_shared=1000) == [[i] for i in range(len(ids))]
+    assert llama_cpp_engine.prefix_groups([]) == [] and llama_cpp_engine.prefix_groups([[1]]) == [[0]]
+    assert llama_cpp_engine.prefix_groups([[5, 6]] * 3, min_shared=1) == [[0, 1, 2]]  # identical prompts
 
 
 def test_a_failing_worker_stops_the_others_and_raises():

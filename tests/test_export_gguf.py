@@ -14,7 +14,7 @@ import json
 import pytest
 
 from prompt_recovery import models
-from prompt_recovery.inference import backends
+from prompt_recovery.inference import cpu_probe, gguf_merge
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
 from prompt_recovery.training.export import (ExportConfig, check_export_dir, gguf_name, ollama_template, parse_modelfile,
@@ -99,11 +99,11 @@ def test_one_time_gguf_merge_says_what_it_does_and_how_long_it_took(tmp_path, ca
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    out = backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f16")
+    out = gguf_merge.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f16")
     err = capfd.readouterr().err.splitlines()
     assert err[0].startswith("prompt-recovery: converting base.gguf: f16 weights, once, cached as ")
     assert err[1].startswith("prompt-recovery: converting base.gguf: done in ") and err[1].endswith(" MB)")
-    assert backends.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f16") == out
+    assert gguf_merge.merged_gguf(base, None, cache_dir=tmp_path / "cache", weight_type="f16") == out
     assert capfd.readouterr().err == ""  # cached: silent
 
 
@@ -153,7 +153,7 @@ def test_exported_gguf_answers_like_recover(tmp_path, monkeypatch, capfd):
     from prompt_recovery.inference.recover import Recoverer
     from prompt_recovery.scoring.suite import load_examples
 
-    monkeypatch.setattr(backends, "gguf_cache_dir", lambda: tmp_path / "cache")  # merged GGUFs: not in ~
+    monkeypatch.setattr(gguf_merge, "gguf_cache_dir", lambda: tmp_path / "cache")  # merged GGUFs: not in ~
     monkeypatch.setenv("PROMPT_RECOVERY_GGUF_TYPE", "f32")  # recover's llama.cpp weights = the exported ones
     monkeypatch.setenv("PROMPT_RECOVERY_THREADS", "1")
     out = tmp_path / "gguf"
@@ -180,7 +180,7 @@ def test_exported_gguf_answers_like_recover(tmp_path, monkeypatch, capfd):
     want = rec.recover_batch(pairs)
     want_raw = rec.generate_ids([rec.prompt_ids(o, r) for o, r in pairs], 8)
 
-    backends.llama_cpp_available()  # loads the OpenBLAS library llama.cpp was built against
+    cpu_probe.llama_cpp_available()  # loads the OpenBLAS library llama.cpp was built against
     import llama_cpp
 
     llm = llama_cpp.Llama(str(out / name), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)

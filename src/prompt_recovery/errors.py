@@ -1,9 +1,17 @@
-"""User-facing errors: the CLI prints them as one line on stderr and exits non-zero.
+"""User-facing errors and notices: what the user sees as one line on stderr.
 
 Raise `UserError` for anything the user can fix (bad input, missing files, unknown
-model names); let real bugs surface as tracebacks (shown only with `--debug`).
+model names); let real bugs surface as tracebacks (shown only with `--debug`). `notice`
+prints a one-line note that is not an error (a fallback taken, a cache being built).
 """
+
+import sys
 
 
 class UserError(Exception):
     """An error caused by input the user can fix; its message is shown as one line."""
+
+
+def notice(msg: str) -> None:
+    """A one-line note on stderr, e.g. that a slower engine is used or a cache is being built."""
+    print(f"prompt-recovery: {msg}", file=sys.stderr, flush=True)

@@ -3,8 +3,8 @@
     python -c "from prompt_recovery.hardware import native_bf16; print(native_bf16())"
 
 Used to pick kernels and precisions that are fast here: OpenBLAS's AVX-512 kernels for
-llama.cpp (`backends.openblas_coretype`) and bf16 autocast for CPU training only where the CPU
-computes bf16 natively (`train.precision_flags`): without AVX512_BF16 or AMX, PyTorch emulates
+llama.cpp (`inference.cpu_probe.openblas_coretype`) and bf16 autocast for CPU training only where the CPU
+computes bf16 natively (`training.train.precision_flags`): without AVX512_BF16 or AMX, PyTorch emulates
 bf16 matmuls and training runs many times slower than fp32 (docs/training_speed.md).
 """
 

@@ -230,9 +230,12 @@ def tiny_random(arch: str = "mistral", seed: int = 0):
 
 @dataclass
 class Loaded:
-    """A ready-to-generate model: base (+ adapter), tokenizer and what was loaded."""
+    """A loaded model: base (+ adapter), tokenizer and what was loaded.
 
-    model: object
+    `model` is the torch model (`load`), or None where another engine holds the weights (llama.cpp,
+    vLLM: `inference.engines.load` returns that engine with it); generate through the engine."""
+
+    model: object | None
     tokenizer: object
     model_name: str
     source: str

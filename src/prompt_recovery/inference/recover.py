@@ -12,13 +12,16 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
+from prompt_recovery import models
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
+from prompt_recovery.inference import engines
+from prompt_recovery.inference.engines import Engine
+from prompt_recovery.inference.transformers_engine import TransformersBackend
 from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
 from prompt_recovery.search.search import SearchOptions
 from prompt_recovery.scoring.suite import load_examples
-
 
 
 def check_pair(original, rewritten) -> None:
@@ -30,20 +33,20 @@ def check_pair(original, rewritten) -> None:
 class Recoverer:
     """A loaded recovery model. Thread-compatible, not thread-safe: serialise calls.
 
-    `engine` is the generation backend object (`backends.TransformersBackend`, `LlamaCppBackend` or
-    `VLLMBackend`; default: transformers on `loaded.model`); `backend` is its name, as `--backend` takes it."""
+    `engine` generates (an `engines.Engine`: `TransformersBackend`, `LlamaCppBackend` or `VLLMBackend`;
+    given `engine=None`, the transformers engine on `loaded.model`); `backend` is its name, as `--backend`
+    takes it. `model` is the torch model (`loaded.model`): None where llama.cpp or vLLM holds the weights,
+    so generate through `engine` (or `generate_ids`), never through `model`."""
 
-    def __init__(self, loaded, prompt_format: PromptFormat, max_new_tokens: int = 48, batch_size: int = 8, *,
-                 engine=None):
-        from prompt_recovery.inference.backends import TransformersBackend
-
+    def __init__(self, loaded: models.Loaded, prompt_format: PromptFormat, max_new_tokens: int = 48,
+                 batch_size: int = 8, *, engine: Engine | None = None):
         self.loaded = loaded
-        self.model = loaded.model  # None with the llama-cpp backend
+        self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.prompt_format = prompt_format
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.engine = engine or TransformersBackend(loaded.model, loaded.tokenizer)
+        self.engine: Engine = engine or TransformersBackend(loaded.model, loaded.tokenizer)
 
     @property
     def backend(self) -> str:
@@ -54,24 +57,9 @@ class Recoverer:
     def load(cls, model: str = "smollm2-135m", adapter: str | None = "default", prompt_format: str | None = None,
              device: str = "auto", dtype: str = "auto", max_new_tokens: int = 48, batch_size: int = 8,
              backend: str = "auto") -> "Recoverer":
-        """Load a model for recovery; `backend` as in `prompt_recovery.inference.backends` (auto, transformers, llama-cpp)."""
-        from prompt_recovery import models
-
-        from prompt_recovery.inference import backends
-        loaded, engine = None, None
-        models.resolve_adapter(model, adapter)  # bad adapter paths are the user's error, whatever the backend
-        chosen = backends.choose(backend, model, device, dtype)
-        if chosen == "vllm":
-            loaded, engine = backends.load_vllm(model, adapter, dtype)
-        elif chosen == "llama-cpp":
-            try:
-                loaded, engine = backends.load_llama_cpp(model, adapter)
-            except UserError as e:
-                if backend != "auto":
-                    raise
-                backends.notice(f"{e}; falling back to the transformers backend")
-        if loaded is None:
-            loaded = models.load(model, adapter, device, dtype)
+        """Load a model for recovery on the engine `backend` names (`engines.BACKENDS`: auto, transformers,
+        llama-cpp, vllm); the prompt format is the adapter's unless `prompt_format` says otherwise."""
+        loaded, engine = engines.load(backend, model, adapter, device, dtype)
         meta = loaded.adapter_meta.get("prompt_format", {})
         fmt = get_format(prompt_format or meta.get("name"), meta.get("max_text_tokens"), loaded.tokenizer)
         return cls(loaded, fmt, max_new_tokens, batch_size, engine=engine)

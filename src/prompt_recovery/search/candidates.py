@@ -9,8 +9,8 @@ so candidate 0 is always what `recover` without options returns), then the disti
 outputs of beam search (``method="beam"``: ``num_beams=k``, ``num_return_sequences=k``)
 or of nucleus sampling (``method="sample"``: temperature, top-p 0.95, seeded), each
 post-processed like any prediction and de-duplicated after normalisation, at most k in all.
-Beam search and sampling run on the transformers model (the llama-cpp backend does only
-greedy decoding).
+Beam search and sampling run on the transformers engine (the llama-cpp and vllm engines decode
+greedily only and say so).
 
 Bank candidates (`PromptBank`): a file of known instructions.
   * a table of triples (``original_text, rewritten_text, rewrite_prompt``, e.g. the training
@@ -51,23 +51,14 @@ def dedupe(texts: Sequence[str], limit: int | None = None) -> list[str]:
     return out
 
 
-def _torch_model(recoverer):
-    if getattr(recoverer, "model", None) is None:
-        raise UserError("--candidates above 1 needs beam search or sampling, which the llama-cpp backend does not "
-                        "offer; use --backend transformers")
-    return recoverer.model
-
-
 def generate_alternatives(recoverer, pairs: Sequence[tuple[str, str]], k: int, method: str = "beam",
                           temperature: float = 0.8, seed: int = 0, batch_size: int | None = None) -> list[list[str]]:
-    """k raw-decoded alternatives per pair from beam search or sampling (transformers model)."""
+    """k raw-decoded alternatives per pair from beam search or sampling: `recoverer.engine.generate_many`
+    (the transformers engine; the others say in one line that they decode greedily only)."""
     import torch
 
     if method not in METHODS:
         raise UserError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
-    from prompt_recovery.inference.backends import TransformersBackend
-
-    engine = TransformersBackend(_torch_model(recoverer), recoverer.tokenizer)
     ids = [recoverer.prompt_ids(o, r) for o, r in pairs]
     bs = max(1, (batch_size or recoverer.batch_size) // max(1, k // 2))  # k sequences per prompt in memory
     if method == "beam":
@@ -75,7 +66,7 @@ def generate_alternatives(recoverer, pairs: Sequence[tuple[str, str]], k: int, m
     else:
         torch.manual_seed(seed)
         kw = dict(do_sample=True, temperature=temperature, top_p=0.95)
-    return engine.generate_many(ids, recoverer.max_new_tokens, bs, num_return_sequences=k, **kw)
+    return recoverer.engine.generate_many(ids, recoverer.max_new_tokens, bs, num_return_sequences=k, **kw)
 
 
 def model_candidates(recoverer, pairs: Sequence[tuple[str, str]], k: int, method: str = "beam",

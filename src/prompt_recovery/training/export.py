@@ -10,7 +10,7 @@
 the adapter's `prompt_recovery.json`.
 
 ``--format gguf``: for a GGUF-backed model (the ``smollm2-135m`` preset or a Llama ``.gguf``
-file), the project's GGUF LoRA merger (`backends.merged_gguf`, the weights the ``llama-cpp``
+file), the project's GGUF LoRA merger (`inference.gguf_merge.merged_gguf`, the weights the ``llama-cpp``
 backend runs) writes one GGUF file, ``<name>.<type>.gguf`` (the cached merge, hard-linked where the
 file system allows), with weights of type `--dtype` (f32/float32, f16/float16, bf16/bfloat16 or
 q8_0; norms, token embedding and output head stay float32), next to it an Ollama ``Modelfile`` (`render_modelfile`: the tokenizer's chat template for
@@ -39,7 +39,7 @@ from prompt_recovery.errors import UserError
 FORMATS = ("transformers", "gguf")
 DEFAULT_DIRS = {"transformers": "runs/merged", "gguf": "runs/gguf"}
 TORCH_DTYPES = ("float32", "bfloat16", "float16")
-# --dtype values accepted with --format gguf -> backends.GGUF_TYPES
+# --dtype values accepted with --format gguf -> gguf_merge.GGUF_TYPES
 GGUF_DTYPES = {"float32": "f32", "fp32": "f32", "f32": "f32", "float16": "f16", "fp16": "f16", "f16": "f16",
                "bfloat16": "bf16", "bf16": "bf16", "q8_0": "q8_0", "q8": "q8_0"}
 OLLAMA_MAX_CTX = 4096  # the Modelfile's num_ctx: the model's context, at most this (KV cache memory)
@@ -269,12 +269,12 @@ def parse_modelfile(text: str) -> dict:
 
 def export_gguf(cfg: ExportConfig) -> Path:
     from prompt_recovery import models
-    from prompt_recovery.inference import backends
+    from prompt_recovery.inference import gguf_merge
     from prompt_recovery.prompting import get_format
     from prompt_recovery.schema import atomic_write_text
 
     qtype = GGUF_DTYPES[cfg.dtype.lower()]
-    base = backends.gguf_source(cfg.model)
+    base = gguf_merge.gguf_source(cfg.model)
     if base is None:
         raise UserError(f"--format gguf needs a GGUF-backed model (smollm2-135m or a .gguf file), not {cfg.model!r}: "
                         "export it with --format transformers and convert that folder with llama.cpp's "
@@ -291,7 +291,7 @@ def export_gguf(cfg: ExportConfig) -> Path:
     pf = meta.get("prompt_format", {})
     fmt = get_format(pf.get("name"), pf.get("max_text_tokens"), tok)
 
-    merged = backends.merged_gguf(base, adapter, weight_type=qtype)  # built once, cached; says so when it builds
+    merged = gguf_merge.merged_gguf(base, adapter, weight_type=qtype)  # built once, cached; says so when it builds
     try:  # written 0600 (a temporary file renamed); the export, a hard link to it, shares the mode
         os.chmod(merged, 0o644)
     except OSError:

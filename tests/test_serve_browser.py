@@ -11,8 +11,10 @@ import os
 
 import pytest
 
-from prompt_recovery.inference.recover import Recoverer, load_examples
-from prompt_recovery.serving.serve import BackgroundServer, create_app
+from prompt_recovery.inference.recover import Recoverer
+from prompt_recovery.scoring.suite import load_examples
+from prompt_recovery.serving.app import create_app
+from prompt_recovery.serving.serve import BackgroundServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 
 from prompt_recovery.models import ADAPTERS_DIR
 from prompt_recovery.inference.recover import Recoverer
-from prompt_recovery.serving.serve import BackgroundServer, ServeConfig, create_app
+from prompt_recovery.serving.app import create_app
+from prompt_recovery.serving.serve import BackgroundServer, ServeConfig
 
 PAIR = {"original_text": "The meeting is at 3pm.", "rewritten_text": "Arr, the meetin' be at 3 bells!"}
 JSON = {"content-type": "application/json"}
@@ -71,7 +72,7 @@ def test_invalid_utf8_and_deep_nesting_are_422(client, body, detail):
 # ---------------------------------------------------------------- 8. Host header (DNS rebinding)
 
 def test_default_allowed_hosts():
-    from prompt_recovery.serving.serve import allowed_hosts_for
+    from prompt_recovery.serving.app import allowed_hosts_for
 
     assert allowed_hosts_for("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
     assert "myhost.example" in allowed_hosts_for("127.0.0.1", ["MyHost.example"])
@@ -82,7 +83,7 @@ def test_default_allowed_hosts():
 
 
 def test_foreign_host_header_is_refused(recoverer):
-    from prompt_recovery.serving.serve import allowed_hosts_for
+    from prompt_recovery.serving.app import allowed_hosts_for
 
     app = create_app(recoverer, allowed_hosts=allowed_hosts_for("127.0.0.1"))
     with BackgroundServer(app) as url:
@@ -116,7 +117,7 @@ def test_answers_name_the_model_without_paths(recoverer):
         batch = c.post("/recover/batch", json={"pairs": [PAIR]}).json()
     for body in (health, one, batch):
         assert body["model"] == name
-    from prompt_recovery.serving.serve import public_name
+    from prompt_recovery.serving.app import public_name
 
     assert public_name(rec) == name
     assert public_name(recoverer) == recoverer.describe()  # a preset without adapter: nothing to hide

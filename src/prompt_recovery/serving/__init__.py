@@ -2,5 +2,7 @@
 
     prompt-recovery serve                       # http://127.0.0.1:8000/ (page), /docs (API)
 
-Modules: `serve` (the app, the server and the `serve` command); the page is `static/index.html`.
+Modules: `api` (request and response bodies), `app` (the FastAPI app: queue, routes, checks, errors),
+`serve` (uvicorn with its hardening, `BackgroundServer`, the `serve` command); the page is
+`static/index.html`.
 """

@@ -72,8 +72,8 @@ def measure(values: dict, steps: int) -> dict:
     """Train `steps` + 1 optimiser steps with `values`; tokens/s (real tokens) from step 2 on, achieved FLOP/s."""
     from transformers import TrainerCallback
 
-    from prompt_recovery.training import train as train_mod
     from prompt_recovery.config import make_config
+    from prompt_recovery.training.dataset import RecoveryDataset
     from prompt_recovery.training.train import TrainConfig, train
 
     cfg = make_config(TrainConfig, values)
@@ -91,18 +91,18 @@ def measure(values: dict, steps: int) -> dict:
                 self.tokens = 0
 
     timer = Timer()
-    orig_getitem = train_mod.RecoveryDataset.__getitem__
+    orig_getitem = RecoveryDataset.__getitem__
 
     def counting_getitem(self, i):
         ex = orig_getitem(self, i)
         timer.tokens += len(ex["input_ids"])
         return ex
 
-    train_mod.RecoveryDataset.__getitem__ = counting_getitem
+    RecoveryDataset.__getitem__ = counting_getitem
     try:
         res = train(cfg, callbacks=[timer])
     finally:
-        train_mod.RecoveryDataset.__getitem__ = orig_getitem
+        RecoveryDataset.__getitem__ = orig_getitem
     elapsed = time.perf_counter() - timer.start
     # tokens counted from step 2 on (the dataloader fetches one batch ahead: close enough over many steps)
     tok_s = timer.tokens / elapsed

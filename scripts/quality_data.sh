@@ -20,7 +20,7 @@ mkdir -p runs/data
     --output runs/data/isplit --split-names train heldout --fractions 0.85 0.15 --cluster-size 12 --seed 0
 .venv/bin/python - <<'PY'
 import pandas as pd
-from prompt_recovery.training.train import load_rows
+from prompt_recovery.training.dataset import load_rows
 seen = {r["id"] for r in load_rows("runs/data/train.clean.jsonl", 2600, 42)}  # the shipped adapter's rows
 h = pd.read_json("runs/data/isplit/heldout.jsonl", lines=True, dtype={"id": str})
 h[~h["id"].isin(seen)].to_json("runs/data/isplit/heldout_unseen.jsonl", orient="records", lines=True, force_ascii=False)

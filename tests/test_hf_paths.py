@@ -70,7 +70,7 @@ def test_stages_read_hf_paths(hub):
     from prompt_recovery.data.importing import import_table
     from prompt_recovery.scoring.evaluate import read_truth
     from prompt_recovery.inference.predict import read_pairs
-    from prompt_recovery.training.train import load_rows
+    from prompt_recovery.training.dataset import load_rows
 
     assert len(load_rows("hf://datasets/me/triples/train.csv")) == 2
     assert read_pairs("hf://datasets/me/triples/dev.jsonl")["id"].tolist() == ["007", "8"]

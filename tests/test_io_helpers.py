@@ -67,3 +67,28 @@ def test_with_row_ids_keeps_ids_or_numbers_the_rows(tmp_path, caplog):
     out = with_row_ids(pd.DataFrame({"x": ["1", "2", "3"]}, index=[4, 5, 6]), "f.csv")
     assert list(out.columns) == ["id", "x"] and list(out["id"]) == ["0", "1", "2"] and list(out.index) == [0, 1, 2]
     assert "f.csv has no id column; using row numbers 0..2 as ids" in caplog.text
+
+
+@pytest.mark.parametrize("exchange", ["renameat2", "two renames"])
+def test_atomic_path_replaces_a_folder_whole_or_not_at_all(tmp_path, monkeypatch, exchange):
+    from prompt_recovery import schema
+
+    if exchange == "two renames":
+        monkeypatch.setattr(schema.sys, "platform", "not-linux")  # the fallback of systems without renameat2
+    out = tmp_path / "export"
+    with atomic_path(out, directory=True, replace=True) as tmp:
+        (tmp / "model.bin").write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_path(out, directory=True, replace=True) as tmp:
+            (tmp / "model.bin").write_text("half of the sec")
+            raise RuntimeError("killed while writing")
+    assert (out / "model.bin").read_text() == "first"  # the earlier folder is intact
+    with atomic_path(out, directory=True, replace=True) as tmp:
+        (tmp / "model.bin").write_text("second")
+        (tmp / "card.md").write_text("new")
+    assert sorted(os.listdir(out)) == ["card.md", "model.bin"] and (out / "model.bin").read_text() == "second"
+    assert os.listdir(tmp_path) == ["export"]  # the old folder and every temporary one are gone
+    with pytest.raises(OSError):  # without replace=True a folder never replaces a non-empty one
+        with atomic_path(out, directory=True) as tmp:
+            (tmp / "x").write_text("x")
+    assert (out / "card.md").read_text() == "new"

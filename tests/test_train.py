@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from prompt_recovery import models
 from prompt_recovery.prompting import get_format, prompt_ids
-from prompt_recovery.training.train import RecoveryDataset, TrainConfig, hold_out_originals, load_rows, train
+from prompt_recovery.training.dataset import RecoveryDataset, hold_out_originals, load_rows
+from prompt_recovery.training.train import TrainConfig, train
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_triples.csv")
 
@@ -227,7 +228,7 @@ def test_packed_batch_gives_the_same_loss_and_lora_gradients_as_separate_example
     """Packing (one row, position ids restarting) computes what padded separate examples compute."""
     from peft import LoraConfig, get_peft_model
 
-    from prompt_recovery.training.train import make_collator
+    from prompt_recovery.training.dataset import make_collator
 
     torch.manual_seed(0)
     base, tok = models.tiny_random("mistral")
@@ -299,7 +300,8 @@ def test_target_logit_loss_equals_the_full_loss_with_the_same_gradients():
     """Logits only at the instruction positions: the same loss and LoRA gradients as the model's own loss."""
     from peft import LoraConfig, get_peft_model
 
-    from prompt_recovery.training.train import make_collator, target_logit_loss, target_positions
+    from prompt_recovery.training.dataset import make_collator
+    from prompt_recovery.training.train import target_logit_loss, target_positions
 
     torch.manual_seed(0)
     base, tok = models.tiny_random("llama")

@@ -286,13 +286,15 @@ def read_text_file(path: str | Path, what: str) -> str:
 # ---------------------------------------------------------------- atomic writes
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp", directory: bool = False):
+def atomic_path(path: str | Path, suffix: str = ".tmp", directory: bool = False, replace: bool = False):
     """Write `path` atomically: yields a temporary path in the same folder (a file, or a folder with `directory`)
     to write into; when the block ends without an error it takes `path`'s place in one rename, with the usual
     permissions (0666/0777 less the umask); on an error it is removed and `path` is left as it was.
 
     `suffix` ends the temporary name (some writers choose the format by it: ".npz", ".png"). A folder does not
-    replace an existing non-empty folder: the rename raises OSError (e.g. another process made it first)."""
+    replace an existing non-empty folder: the rename raises OSError (e.g. another process made it first),
+    unless `replace` is set: then the new folder and the old one are swapped in one step (`_exchange`) and the
+    old one is removed afterwards."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -307,12 +309,47 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", directory: bool = False)
         yield Path(tmp)
         # mkstemp/mkdtemp make 0600/0700 entries; give the usual permissions
         os.chmod(tmp, (0o777 if directory else 0o666) & ~_current_umask())
-        os.replace(tmp, p)
+        if directory and replace and os.path.isdir(p) and not os.path.islink(p):
+            _exchange(tmp, p)  # the old folder is now at `tmp`, removed below
+        else:
+            os.replace(tmp, p)
     finally:
-        if directory:
+        if os.path.islink(tmp):
+            os.unlink(tmp)
+        elif directory:
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: str | Path, b: str | Path) -> None:
+    """Swap two existing paths of one file system: in one step with Linux's renameat2(RENAME_EXCHANGE), so a
+    reader sees the old or the new entry at each name, never none; where that is missing (another system, an
+    old kernel or C library, a file system without it) `b` is moved aside, `a` renamed to `b` and the old `b`
+    put at `a` (for a moment `b` is missing; if the second rename fails, `b` is put back)."""
+    import ctypes
+    import errno
+
+    a, b = os.fsencode(a), os.fsencode(b)
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform.startswith("linux") else None
+    if fn is not None:
+        if fn(_AT_FDCWD, a, _AT_FDCWD, b, _RENAME_EXCHANGE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), os.fsdecode(b))
+    aside = a + b".old"
+    os.rename(b, aside)
+    try:
+        os.rename(a, b)
+    except OSError:
+        os.rename(aside, b)
+        raise
+    os.rename(aside, a)
 
 
 def write_table(df, path: str | Path) -> Path:

@@ -19,7 +19,8 @@ decoding as in `recover`; comments say how the user turn is filled), `prompt_rec
 a model card. The GGUF keeps the base's metadata, its Jinja chat template included (what
 ``llama-server --jinja`` uses). docs/export.md shows `ollama create` and `llama-server` use.
 
-The output folder is replaced as a whole; it may not be (or hold) the adapter or base model, and an
+The output folder is written beside it and swapped in as a whole (`schema.atomic_path`: an interrupted
+export leaves an earlier one intact); it may not be (or hold) the adapter or base model, and an
 existing folder is only replaced when it is a model folder (holds config.json, or a Modelfile and a
 .gguf file), e.g. an earlier export.
 """
@@ -33,8 +34,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prompt_recovery import models
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
+from prompt_recovery.hub import check_repo_id, push_folder
+from prompt_recovery.inference import gguf_merge
+from prompt_recovery.prompting import TRUNCATION_MARK, get_format, user_message
+from prompt_recovery.schema import atomic_path, atomic_write_text, check_folder_writable
+from prompt_recovery.training import card
 
 FORMATS = ("transformers", "gguf")
 DEFAULT_DIRS = {"transformers": "runs/merged", "gguf": "runs/gguf"}
@@ -82,8 +89,6 @@ def is_export_folder(path: Path) -> bool:
 def check_export_dir(output_dir: str, inputs: list[str]) -> Path:
     """Before any work: the output folder is replaced at the end, so it must not be (or hold) an input,
     and an existing folder is only replaced when it is a model folder (an earlier export), never, say, `.`."""
-    from prompt_recovery.schema import check_folder_writable
-
     out = Path(output_dir)
     absout = Path(os.path.abspath(out))
     for src in inputs:
@@ -101,19 +106,11 @@ def check_export_dir(output_dir: str, inputs: list[str]) -> Path:
     return out
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-
-
 def export(cfg: ExportConfig) -> Path:
     cfg.validate()  # also when called from Python, not through the CLI
     if cfg.format == "gguf":
         return export_gguf(cfg)
     import torch
-
-    from prompt_recovery import models
 
     adapter = models.resolve_adapter(cfg.model, cfg.adapter)
     if adapter is None:
@@ -124,18 +121,14 @@ def export(cfg: ExportConfig) -> Path:
     out = check_export_dir(cfg.output_dir or DEFAULT_DIRS["transformers"], [adapter, cfg.model])
     base, tok, _ = models.load_base(cfg.model, "cpu", "float32")
     merged = models.attach_adapter(base, adapter).merge_and_unload()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.to(dt).save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    meta = Path(adapter) / models.ADAPTER_META
-    if meta.is_file():
-        shutil.copy(meta, tmp / models.ADAPTER_META)
-    from prompt_recovery.training.card import render_merged_card
-    from prompt_recovery.schema import atomic_write_text
-
-    atomic_write_text(tmp / "README.md", render_merged_card(out, cfg.model, adapter, cfg.dtype, cfg.push_to_hub))
-    _replace(tmp, out)
+    with atomic_path(out, directory=True, replace=True) as tmp:  # an earlier export is swapped out in one step
+        merged.to(dt).save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        meta = Path(adapter) / models.ADAPTER_META
+        if meta.is_file():
+            shutil.copy(meta, tmp / models.ADAPTER_META)
+        atomic_write_text(tmp / "README.md", card.render_merged_card(out, cfg.model, adapter, cfg.dtype,
+                                                                     cfg.push_to_hub))
     return out
 
 
@@ -211,8 +204,6 @@ def _quote(s: str) -> str:
 def render_modelfile(tokenizer, prompt_format, gguf_file: str, *, add_bos: bool, context_length: int,
                      max_new_tokens: int = 48, title: str = "") -> str:
     """An Ollama Modelfile for the exported GGUF (see the module docstring)."""
-    from prompt_recovery.prompting import TRUNCATION_MARK, user_message
-
     template = ollama_template(tokenizer, prompt_format, add_bos)
     if '"""' in template:
         raise UserError('the chat template holds """, which a Modelfile TEMPLATE cannot')
@@ -268,11 +259,6 @@ def parse_modelfile(text: str) -> dict:
 
 
 def export_gguf(cfg: ExportConfig) -> Path:
-    from prompt_recovery import models
-    from prompt_recovery.inference import gguf_merge
-    from prompt_recovery.prompting import get_format
-    from prompt_recovery.schema import atomic_write_text
-
     qtype = GGUF_DTYPES[cfg.dtype.lower()]
     base = gguf_merge.gguf_source(cfg.model)
     if base is None:
@@ -296,25 +282,22 @@ def export_gguf(cfg: ExportConfig) -> Path:
         os.chmod(merged, 0o644)
     except OSError:
         pass
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     name = gguf_name(cfg.model, adapter, qtype)
     t0 = time.time()
-    try:  # the cached merge, without a second copy on disk where the file system allows
-        os.link(merged, tmp / name)
-    except OSError:
-        shutil.copyfile(merged, tmp / name)
-    info = _gguf_meta(tmp / name)
-    title = f"{cfg.model} + adapter {Path(adapter).name}, {qtype} weights"
-    atomic_write_text(tmp / "Modelfile", render_modelfile(
-        tok, fmt, name, add_bos=info["add_bos"], context_length=info["context_length"],
-        max_new_tokens=cfg.max_new_tokens, title=title))
-    meta = {**meta, "export": {"format": "gguf", "gguf_file": name, "weight_type": qtype,
-                               "base_model": cfg.model, "adapter": Path(adapter).name}}
-    atomic_write_text(tmp / models.ADAPTER_META, json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(tmp / "README.md", render_gguf_card(out, cfg.model, adapter, name, qtype, cfg.push_to_hub))
-    _replace(tmp, out)
+    with atomic_path(out, directory=True, replace=True) as tmp:  # an earlier export is swapped out in one step
+        try:  # the cached merge, without a second copy on disk where the file system allows
+            os.link(merged, tmp / name)
+        except OSError:
+            shutil.copyfile(merged, tmp / name)
+        info = _gguf_meta(tmp / name)
+        title = f"{cfg.model} + adapter {Path(adapter).name}, {qtype} weights"
+        atomic_write_text(tmp / "Modelfile", render_modelfile(
+            tok, fmt, name, add_bos=info["add_bos"], context_length=info["context_length"],
+            max_new_tokens=cfg.max_new_tokens, title=title))
+        meta = {**meta, "export": {"format": "gguf", "gguf_file": name, "weight_type": qtype,
+                                   "base_model": cfg.model, "adapter": Path(adapter).name}}
+        atomic_write_text(tmp / models.ADAPTER_META, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(tmp / "README.md", render_gguf_card(out, cfg.model, adapter, name, qtype, cfg.push_to_hub))
     size = (out / name).stat().st_size / 1e6
     print(f"wrote {out / name} ({size:.0f} MB, {qtype}) and {out / 'Modelfile'} in {time.time() - t0:.1f} s")
     return out
@@ -324,8 +307,6 @@ def render_gguf_card(model_dir: str | Path, model: str, adapter: str, gguf_file:
                      repo_id: str | None = None) -> str:
     """The model card of a GGUF export (library gguf; base model, licence, evaluation as for the adapter)."""
     import yaml
-
-    from prompt_recovery.training import card
 
     d, a = Path(model_dir), Path(adapter)
     cfg = yaml.safe_load((a / "train_config.yaml").read_text()) if (a / "train_config.yaml").is_file() else {}
@@ -361,8 +342,6 @@ def render_gguf_card(model_dir: str | Path, model: str, adapter: str, gguf_file:
 
 def run(cfg: ExportConfig) -> int:
     if cfg.push_to_hub:
-        from prompt_recovery.hub import check_repo_id
-
         check_repo_id(cfg.push_to_hub)  # before the merge
     out = export(cfg)
     if cfg.format == "gguf":
@@ -370,7 +349,5 @@ def run(cfg: ExportConfig) -> int:
     else:
         print(f"merged model written to {out}")
     if cfg.push_to_hub:
-        from prompt_recovery.hub import push_folder
-
         print(f"uploaded: {push_folder(out, cfg.push_to_hub)}")
     return 0

@@ -6,8 +6,8 @@
         --config configs/mistral-7b-seed.yaml
 
 Data: any table `schema.read_table` reads (CSV/JSONL/Parquet) with original_text, rewrite_prompt,
-rewritten_text. Each row becomes `prompting.training_example` (the one prompt format): the loss
-covers only the instruction tokens and the EOS after them; the prompt is masked.
+rewritten_text (`training.dataset`). Each row becomes `prompting.training_example` (the one prompt
+format): the loss covers only the instruction tokens and the EOS after them; the prompt is masked.
 
 The output directory holds the PEFT adapter (adapter_config.json, adapter_model.safetensors),
 tokenizer files, `prompt_recovery.json` (prompt format), `train_config.yaml` (resolved config),
@@ -26,11 +26,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prompt_recovery import hardware, models
 from prompt_recovery.config import opt, to_dict
+from prompt_recovery.data.noise import with_bpe_dropout
 from prompt_recovery.errors import UserError
-
-TEXT_COLUMNS = ("original_text", "rewrite_prompt", "rewritten_text")
-
+from prompt_recovery.hub import push_folder
+from prompt_recovery.prompting import get_format
+from prompt_recovery.schema import atomic_write_text
+from prompt_recovery.training.card import write_model_card
+from prompt_recovery.training.dataset import RecoveryDataset, hold_out_originals, load_rows, make_collator
 
 @dataclass
 class TrainConfig:
@@ -87,88 +91,10 @@ class TrainConfig:
             raise UserError("train: lora_r, batch size and gradient accumulation must be positive")
 
 
-# ---------------------------------------------------------------- data
-
-def load_rows(path: str, limit: int | None = None, seed: int = 0) -> list[dict]:
-    """Training rows as dicts; rows with an empty text field are dropped with a printed count."""
-    from prompt_recovery.schema import read_table
-
-    df = read_table(path, required=TEXT_COLUMNS)
-    rows = df.to_dict("records")
-    good = [r for r in rows if all(str(r[c]).strip() for c in TEXT_COLUMNS)]
-    if len(good) < len(rows):
-        print(f"train: {len(rows) - len(good)} of {len(rows)} rows in {path} have an empty text field; skipped")
-    if not good:
-        raise UserError(f"{path}: no usable rows")
-    if limit is not None and len(good) > limit:
-        good = random.Random(seed).sample(good, limit)
-    return good
-
-
-def hold_out_originals(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(training rows, validation rows): `fraction` of the distinct originals, held out with all their rows.
-
-    Originals are compared as `data split` compares them (`data.clean.word_key`: case, punctuation and
-    spacing ignored), so near-identical copies of one text are never on both sides. The originals are
-    ordered by their text, grouped by key and the groups shuffled with `seed`: where no two originals
-    share a key this holds out the same rows as comparing the raw texts did (the recipes' splits)."""
-    from prompt_recovery.data.clean import word_key
-
-    keys = list(dict.fromkeys(word_key(o) for o in sorted({r["original_text"] for r in rows})))
-    random.Random(seed).shuffle(keys)
-    n_val = max(1, int(round(len(keys) * fraction))) if len(keys) > 1 else 0
-    held = set(keys[:n_val])
-    is_val = [word_key(r["original_text"]) in held for r in rows]
-    return [r for r, v in zip(rows, is_val) if not v], [r for r, v in zip(rows, is_val) if v]
-
-
-class RecoveryDataset:
-    """Tokenised training examples; optional typo noise / BPE dropout re-drawn on every access."""
-
-    def __init__(self, rows, tokenizer, fmt, max_length, typo_rate=0.0, typo_fraction=0.5, noisy_tokenizer=None,
-                 seed=0):
-        from prompt_recovery.prompting import training_example
-
-        self.rows, self.tok, self.fmt, self.max_length = rows, tokenizer, fmt, max_length
-        self.typo_rate, self.typo_fraction, self.noisy_tok = typo_rate, typo_fraction, noisy_tokenizer
-        self.seed, self.calls = seed, [0] * len(rows)
-        self.examples = [training_example(tokenizer, r["original_text"], r["rewritten_text"], r["rewrite_prompt"],
-                                          fmt, max_length) for r in rows]
-
-    @property
-    def augmenting(self) -> bool:
-        return self.typo_rate > 0 or self.noisy_tok is not None
-
-    def __len__(self):
-        return len(self.examples)
-
-    def __getitem__(self, i):
-        if not self.augmenting:
-            return self.examples[i]
-        from prompt_recovery.prompting import training_example
-
-        rng = random.Random(hash((self.seed, i, self.calls[i])))
-        self.calls[i] += 1
-        r = self.rows[i]
-        o, w = r["original_text"], r["rewritten_text"]
-        if self.typo_rate > 0 and rng.random() < self.typo_fraction:
-            from prompt_recovery.data.noise import add_typos
-
-            o = add_typos(o, rate=self.typo_rate, seed=rng.randrange(2**31))
-            w = add_typos(w, rate=self.typo_rate, seed=rng.randrange(2**31))
-        tok = self.noisy_tok or self.tok
-        return training_example(tok, o, w, r["rewrite_prompt"], self.fmt, self.max_length)
-
-    def token_count(self) -> int:
-        return sum(len(e["input_ids"]) for e in self.examples)
-
-
 # ---------------------------------------------------------------- model
 
 def build_model(cfg: TrainConfig, device: str, dtype):
     from peft import LoraConfig, get_peft_model
-
-    from prompt_recovery import models
 
     base, tok, source = models.load_base(cfg.model, device, dtype)
     # no KV cache in training: it is never read, and with one transformers detects packed rows from position_ids
@@ -192,14 +118,12 @@ def precision_flags(precision: str, device: str) -> tuple[dict, str]:
     """TrainingArguments precision flags and the weight dtype for the base model."""
     import torch
 
-    from prompt_recovery.hardware import bf16_faster_than_fp32
-
     cuda = device.startswith("cuda")
     if precision == "auto":
         if cuda:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:  # bf16 autocast only where it is measurably faster here (emulated bf16 is ~20x slower than fp32)
-            precision = "bf16" if bf16_faster_than_fp32() else "fp32"
+            precision = "bf16" if hardware.bf16_faster_than_fp32() else "fp32"
     if precision == "fp16" and not cuda:
         raise UserError("fp16 training needs a GPU; on CPU use fp32 or bf16")
     if precision == "bf16":
@@ -259,16 +183,6 @@ def target_logits_trainer():
     return TargetLogitsTrainer
 
 
-def make_collator(tok, packing: bool, pad_to_multiple_of: int | None):
-    """Batches of examples: packed into one row (no padding) or right-padded with masked labels."""
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
-
-    if packing:
-        # position_ids restart at 0 for each example; transformers builds a block-diagonal causal mask from them
-        return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
-    return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of or None)
-
-
 def total_steps(n_examples: int, args) -> int:
     """Optimiser updates the Trainer will run: max_steps, or epochs x updates per epoch."""
     if args.max_steps and args.max_steps > 0:
@@ -323,8 +237,6 @@ def truncate_log(path: Path, step: int) -> None:
                 keep.append(line + "\n")
         except (ValueError, TypeError):
             continue  # cut short by the kill
-    from prompt_recovery.schema import atomic_write_text
-
     atomic_write_text(path, "".join(keep))
 
 
@@ -393,10 +305,6 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from prompt_recovery import models
-    from prompt_recovery.prompting import get_format
-    from prompt_recovery.schema import atomic_write_text
-
     t0 = time.time()
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
@@ -417,8 +325,6 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     fmt = get_format(cfg.prompt_format, cfg.max_text_tokens, tok)
     noisy_tok = None
     if cfg.bpe_dropout > 0:
-        from prompt_recovery.data.noise import with_bpe_dropout
-
         noisy_tok = with_bpe_dropout(tok, cfg.bpe_dropout)
     train_ds = RecoveryDataset(rows, tok, fmt, cfg.max_length, cfg.typo_rate, cfg.typo_fraction, noisy_tok, cfg.seed)
     val_ds = RecoveryDataset(val_rows, tok, fmt, cfg.max_length) if val_rows else None
@@ -470,8 +376,6 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
 
         atomic_write_text(out / "train_config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         plot_loss(out / "train_log.jsonl", out / "loss.png")
-        from prompt_recovery.training.card import write_model_card
-
         elapsed = time.time() - t0
         run = {"examples": len(train_ds), "tokens": train_ds.token_count(), "val_examples": len(val_ds or []),
                "hardware": _hardware(), "train_seconds": round(elapsed, 1), "precision": flags or {"fp32": True},
@@ -482,8 +386,6 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         print(f"train: adapter written to {out} in {elapsed / 60:.1f} min "
               f"(eval_loss {metrics.get('eval_loss', float('nan')):.4f})")
     if cfg.push_to_hub and trainer.is_world_process_zero():
-        from prompt_recovery.hub import push_folder
-
         print(f"train: uploaded to {push_folder(out, cfg.push_to_hub)}")
     return TrainResult(out, trainer.model, metrics)
 

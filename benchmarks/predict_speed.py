@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     print(f"agreement (exact string after post-processing): {agree:.1%} ({len(pairs) - len(diff)}/{len(pairs)})")
     summary = {"rows": len(pairs), "agreement": agree, "differing_rows": len(diff)}
     if diff:
-        from prompt_recovery.scoring.metrics import Embedder, sharpened_cosine
+        from prompt_recovery.scoring.embedders import Embedder
+        from prompt_recovery.scoring.metrics import sharpened_cosine
 
         emb = Embedder.load("minilm")
         t = emb.encode([truths[i] for i in diff])

@@ -38,7 +38,8 @@ def main() -> None:
     from prompt_recovery.scoring.metrics import score
     from prompt_recovery.inference.predict import read_pairs
     from prompt_recovery.inference.recover import Recoverer
-    from prompt_recovery.search.replay import Replayer, make_rewriter
+    from prompt_recovery.data.rewriters import make_rewriter
+    from prompt_recovery.search.replay import Replayer
     from prompt_recovery.schema import atomic_write_text
     from prompt_recovery.search.search import mbr_choice
 

@@ -35,12 +35,12 @@ def one_line_error(capsys, *needles: str) -> str:
 @pytest.fixture
 def no_model(monkeypatch):
     """Fails the test if a model would be loaded (errors must come before any expensive work)."""
-    import prompt_recovery.search.search as search
+    from prompt_recovery.inference import recover
 
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the error")
 
-    monkeypatch.setattr(search, "from_options", boom)
+    monkeypatch.setattr(recover, "load_recoverer", boom)
 
 
 # ---------------------------------------------------------------- 1. never overwrite an input
@@ -86,9 +86,9 @@ def test_generate_refuses_to_write_into_its_corpus(tmp_path, capsys):
 
 
 def test_evaluate_output_dir_checked_before_scoring(tmp_path, capsys, monkeypatch):
-    from prompt_recovery.scoring import metrics
+    from prompt_recovery.scoring.embedders import Embedder
 
-    monkeypatch.setattr(metrics.Embedder, "load", classmethod(lambda *a, **k: pytest.fail("embedder loaded")))
+    monkeypatch.setattr(Embedder, "load", classmethod(lambda *a, **k: pytest.fail("embedder loaded")))
     pred = FIX / "eval_pred.csv"
     truth = FIX / "eval_truth.csv"
     # -d names a file (here: the predictions themselves)
@@ -416,7 +416,7 @@ def test_writing_files_never_flips_the_umask(tmp_path, monkeypatch):
 def test_embedder_load_sets_hf_hub_offline_only_while_loading(monkeypatch):
     import sentence_transformers
 
-    from prompt_recovery.scoring import metrics
+    from prompt_recovery.scoring.embedders import Embedder
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     seen = []
@@ -426,11 +426,11 @@ def test_embedder_load_sets_hf_hub_offline_only_while_loading(monkeypatch):
             seen.append(os.environ.get("HF_HUB_OFFLINE"))
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", FakeST)
-    metrics.Embedder.load("minilm")
+    Embedder.load("minilm")
     assert seen == ["1"]
     assert "HF_HUB_OFFLINE" not in os.environ
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a value the user set is left alone
-    metrics.Embedder.load("minilm")
+    Embedder.load("minilm")
     assert os.environ["HF_HUB_OFFLINE"] == "0"
 
 

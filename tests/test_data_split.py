@@ -110,7 +110,7 @@ def test_source_split_holds_out_every_row_of_a_source():
 
 def test_data_command_instruction_split_and_exclude(tmp_path, monkeypatch, capsys):
     from prompt_recovery import cli
-    from prompt_recovery.scoring.metrics import Embedder
+    from prompt_recovery.scoring.embedders import Embedder
 
     monkeypatch.setattr(Embedder, "load", classmethod(lambda cls, name="minilm", device="cpu": FamilyEmbedder()))
     src = tmp_path / "all.csv"

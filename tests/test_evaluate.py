@@ -11,7 +11,8 @@ import pytest
 from prompt_recovery.scoring import evaluate as ev
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
-from prompt_recovery.scoring.metrics import Embedder, corpus_bleu
+from prompt_recovery.scoring.embedders import Embedder
+from prompt_recovery.scoring.metrics import corpus_bleu
 
 FIX = Path(__file__).parent / "fixtures"
 TRUTH, PRED = FIX / "eval_truth.csv", FIX / "eval_pred.csv"

@@ -10,7 +10,7 @@ from prompt_recovery.scoring import evaluate as ev
 
 
 class CountingEmbedder:
-    """A cached fake embedder (like metrics.Embedder) that records what it was asked to encode."""
+    """A cached fake embedder (like embedders.Embedder) that records what it was asked to encode."""
 
     name, source = "fake", "fake"
 

@@ -66,9 +66,9 @@ def test_generate_sends_its_seed(tmp_path):
     generate(cfg, rewriter=rw, progress=False)
     assert seeds and set(seeds) == {11}
     # and the command builds its rewriter with --seed
-    from prompt_recovery.data.generate import make_rewriter
+    from prompt_recovery.data.generate import rewriter_for
 
-    assert make_rewriter(cfg).body("m")["seed"] == 11
+    assert rewriter_for(cfg).body("m")["seed"] == 11
 
 
 @pytest.mark.parametrize("headers,wait", [

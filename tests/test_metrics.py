@@ -7,14 +7,15 @@ import math
 import numpy as np
 import pytest
 
+from prompt_recovery.errors import UserError
 from prompt_recovery.scoring import metrics
 from prompt_recovery.scoring.categories import CATEGORIES, categorize
-from prompt_recovery.errors import UserError
+from prompt_recovery.scoring.embedders import Embedder
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    return metrics.Embedder.load("minilm")
+    return Embedder.load("minilm")
 
 
 def test_normalize_and_exact_match():
@@ -92,7 +93,7 @@ def test_scs_identical_is_one_and_unrelated_is_low(embedder):
 
 def test_embedder_errors():
     with pytest.raises(UserError, match="unknown embedder"):
-        metrics.Embedder.load("no-such-embedder")
+        Embedder.load("no-such-embedder")
 
 
 def test_macro_f1_and_category_accuracy():
@@ -153,6 +154,6 @@ def test_sentence_t5_offline_is_used_or_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: never downloads
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="sentence-t5-base is not available offline"):
-        metrics.Embedder.load("sentence-t5-base")
+        Embedder.load("sentence-t5-base")
     with pytest.raises(UserError, match="not a sentence-transformers model"):
-        metrics.Embedder.load(str(tmp_path))
+        Embedder.load(str(tmp_path))

@@ -15,7 +15,7 @@ TOY = ["Rewrite this text as a poem.", "Turn the text into a rhyming poem.", "Ma
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.scoring.metrics import Embedder
+    from prompt_recovery.scoring.embedders import Embedder
 
     return Embedder.load("minilm")
 

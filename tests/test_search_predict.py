@@ -35,7 +35,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.scoring.metrics import Embedder
+    from prompt_recovery.scoring.embedders import Embedder
 
     return Embedder.load("minilm")
 
@@ -123,8 +123,8 @@ def test_bad_search_options_fail_with_one_line(tmp_path, capsys):
     assert main(["predict", str(PAIRS), "-o", out, *TINY, "--suffix-file", str(tmp_path / "none.txt")]) == 2
     assert "suffix file not found" in capsys.readouterr().err
     with pytest.raises(UserError, match="backend transformers"):
-        from prompt_recovery.search.search import from_options
+        from prompt_recovery.inference.recover import load_recoverer
 
-        from_options(pr.PredictConfig(input=str(PAIRS), output=out, model="tiny-random-mistral", adapter="none",
+        load_recoverer(pr.PredictConfig(input=str(PAIRS), output=out, model="tiny-random-mistral", adapter="none",
                                       candidates=3, backend="llama-cpp"))
     assert main(["predict", str(PAIRS), "-o", out, *TINY, "--bank", str(tmp_path / "nobank.csv")]) == 2

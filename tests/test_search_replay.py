@@ -7,13 +7,14 @@ import math
 import pytest
 
 from prompt_recovery.errors import UserError
-from prompt_recovery.search.replay import REQUEST_TEMPLATE, Replayer, make_rewriter
+from prompt_recovery.data.rewriters import REQUEST_TEMPLATE, make_rewriter
+from prompt_recovery.search.replay import Replayer
 from prompt_recovery.search.search import mbr_choice
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    from prompt_recovery.scoring.metrics import Embedder
+    from prompt_recovery.scoring.embedders import Embedder
 
     return Embedder.load("minilm")
 
@@ -82,11 +83,11 @@ def test_single_candidate_rows_are_not_replayed(minilm):
 
 def test_rewriter_options_fail_clearly():
     with pytest.raises(UserError, match="--replay-endpoint"):
-        make_rewriter("http")
+        make_rewriter("http", purpose="replay")
     with pytest.raises(UserError, match="must be an http"):
-        make_rewriter("http", endpoint="localhost:8000")
+        make_rewriter("http", endpoint="localhost:8000", purpose="replay")
     with pytest.raises(UserError, match="unknown replay rewriter"):
-        make_rewriter("carrier-pigeon")
+        make_rewriter("carrier-pigeon", purpose="replay")
     with pytest.raises(UserError, match="{prompt} and {text}"):
         Replayer(FakeRewriter(), None, template="{prompt}")
 

@@ -49,7 +49,7 @@ def test_family_accuracy_counts_category_matches_per_family():
 
 def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path):
     from prompt_recovery.scoring.evaluate import EvaluateConfig, evaluate
-    from prompt_recovery.scoring.metrics import Embedder
+    from prompt_recovery.scoring.embedders import Embedder
 
     rows = load_suite()
     # predict the truth for the summarise family, a constant poem instruction elsewhere

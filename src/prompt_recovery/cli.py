@@ -14,6 +14,10 @@ import importlib
 import os
 import sys
 
+from prompt_recovery import __version__
+from prompt_recovery.config import load_config
+from prompt_recovery.errors import UserError
+
 # subcommand -> (module, config class, one-line description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "recover": ("prompt_recovery.inference.recover", "RecoverConfig", "recover the instruction for one (original, rewritten) pair"),
@@ -48,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from prompt_recovery import __version__
-
         print(f"prompt-recovery {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
@@ -59,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not debug:
         _quiet_libraries()
-    from prompt_recovery.config import load_config
-    from prompt_recovery.errors import UserError
-
     module_name, cls_name, desc = COMMANDS[name]
     try:
         module = importlib.import_module(module_name)

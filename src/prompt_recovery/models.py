@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,6 @@ def _cached_hf_dir(preset: Preset) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    from prompt_recovery.schema import atomic_path
-
     try:
         with atomic_path(target, suffix="", directory=True) as tmp:
             model.save_pretrained(tmp)

@@ -93,6 +93,13 @@ def fit_texts(tokenizer, original: str, rewritten: str, budget: int) -> tuple[st
     return o, r
 
 
+def check_pair(original, rewritten) -> None:
+    """A one-line UserError unless both texts are non-empty strings (every recovery checks its pairs first)."""
+    for name, text in (("original", original), ("rewritten", rewritten)):
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"the {name} text is empty")
+
+
 def user_message(original: str, rewritten: str) -> str:
     return f"Original text:\n{original.strip()}\n\nRewritten text:\n{rewritten.strip()}\n\n{QUESTION}"
 

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prompt_recovery.config import opt
+from prompt_recovery.data.clean import Filters, clean
+from prompt_recovery.data.importing import import_tables
+from prompt_recovery.data.noise import augment
+from prompt_recovery.data.split import (exclude_clusters, split_by_instruction, split_by_original, split_by_source,
+                                        write_card)
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import atomic_write_text, check_output, check_output_dir, read_table, write_table
 
 ACTIONS = ("import", "clean", "split", "card", "noise", "exclude")
 
@@ -79,8 +85,6 @@ class DataConfig:
             raise UserError("data split --by source: give --holdout-sources NAME [NAME ...]")
 
     def filters(self):
-        from prompt_recovery.data.clean import Filters
-
         if self.eval:
             return Filters.eval_safe()
         return Filters(**{k: getattr(self, k) for k in Filters.__dataclass_fields__})
@@ -97,10 +101,6 @@ def command_line() -> str:
 
 
 def run(cfg: DataConfig) -> int:
-    from prompt_recovery.data.importing import import_tables
-    from prompt_recovery.data.split import write_card
-    from prompt_recovery.schema import atomic_write_text, check_output, check_output_dir, read_table, write_table
-
     inputs = [*cfg.input, cfg.clusters, cfg.cluster_file]  # never overwrite an input; fail before any work
     if cfg.action == "split":
         check_output_dir(cfg.output, inputs, [f"{n}.{cfg.format}" for n in cfg.split_names] + ["README.md",
@@ -118,8 +118,6 @@ def run(cfg: DataConfig) -> int:
         return 0
     df = import_tables(cfg.input, cfg.id_prefix, cfg.source, cfg.rewriter)
     if cfg.action == "noise":
-        from prompt_recovery.data.noise import augment
-
         write_table(augment(df, cfg.typo_rate, cfg.seed), cfg.output)
         print(f"wrote {len(df)} rows with typos (rate {cfg.typo_rate}, seed {cfg.seed}) to {cfg.output}")
         return 0
@@ -128,8 +126,6 @@ def run(cfg: DataConfig) -> int:
         print(f"wrote {len(df)} rows to {cfg.output}")
         return 0
     if cfg.action == "clean":
-        from prompt_recovery.data.clean import clean
-
         kept, dropped, report = clean(df, cfg.filters(), progress=True)
         report = {"inputs": list(cfg.input), "output": str(cfg.output), "mode": "eval" if cfg.eval else "train",
                   "command": command_line(), **report}
@@ -142,8 +138,6 @@ def run(cfg: DataConfig) -> int:
               f"{report['rows_out']} rows out -> {cfg.output}")
         return 0
     if cfg.action == "exclude":
-        from prompt_recovery.data.split import exclude_clusters
-
         try:
             info = json.loads(Path(cfg.clusters).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -157,8 +151,6 @@ def run(cfg: DataConfig) -> int:
               f"{', '.join(cfg.exclude_splits)} excluded; {len(kept)} rows out -> {cfg.output}")
         return 0
     if cfg.action == "split":
-        from prompt_recovery.data.split import split_by_instruction, split_by_original, split_by_source
-
         out = Path(cfg.output)
         if cfg.by == "instruction":
             parts, info = split_by_instruction(df, cfg.fractions, cfg.split_names, cfg.seed,

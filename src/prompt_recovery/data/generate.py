@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prompt_recovery.config import opt
+from prompt_recovery.data.prompts import TemplatePrompts, clip, load_corpus, load_prompt_bank, original_request
+from prompt_recovery.data.rewriters import REQUEST_TEMPLATE, RewriteFailed, make_rewriter
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import atomic_write_text, check_output
+from prompt_recovery.scoring.categories import categorize
 
 PLAN_KEYS = ("originals", "prompt_bank", "llm_originals", "template_ratio", "seed", "id_prefix", "request_template",
              "max_original_chars", "min_original_chars")
@@ -61,7 +65,7 @@ class GenerateConfig:
                          "and all of it; a server's Retry-After is waited at least)")
     max_new_tokens: int = opt(256, "maximum tokens per rewrite")
     temperature: float = opt(0.7, "sampling temperature (0 = greedy)")
-    request_template: str = opt("{prompt}\n\n{text}", "message sent to the rewriter; {prompt} and {text} are filled")
+    request_template: str = opt(REQUEST_TEMPLATE, "message sent to the rewriter; {prompt} and {text} are filled")
     max_original_chars: int = opt(1500, "corpus originals are cut (at a word) to this many characters")
     min_original_chars: int = opt(40, "corpus passages shorter than this are skipped")
     id_prefix: str = opt("gen", "row ids are <id-prefix>-000000, ...")
@@ -91,8 +95,6 @@ class Planner:
     """Row k -> the original (or the request for one) and the prompt; independent of n and of restarts."""
 
     def __init__(self, cfg: GenerateConfig):
-        from prompt_recovery.data.prompts import TemplatePrompts, clip, load_corpus, load_prompt_bank
-
         self.cfg = cfg
         self.corpus = [(clip(t, cfg.max_original_chars), s) for t, s in
                        load_corpus(cfg.originals or [], cfg.min_original_chars)] if cfg.originals else []
@@ -100,8 +102,6 @@ class Planner:
         self.templates = TemplatePrompts(cfg.seed)
 
     def row(self, k: int) -> dict:
-        from prompt_recovery.data.prompts import categorize, original_request
-
         c = self.cfg
         rng = random.Random(f"plan-{c.seed}-{k}")
         use_llm = (not self.corpus) or rng.random() < c.llm_originals
@@ -175,8 +175,6 @@ def _row_id(line: str) -> str | None:
 
 
 def check_plan(cfg: GenerateConfig, out: Path, resuming: bool) -> None:
-    from prompt_recovery.schema import atomic_write_text
-
     meta_path = plan_path(out)
     plan = {k: getattr(cfg, k) for k in PLAN_KEYS}
     if resuming and meta_path.is_file():
@@ -188,20 +186,17 @@ def check_plan(cfg: GenerateConfig, out: Path, resuming: bool) -> None:
     atomic_write_text(meta_path, json.dumps(plan, indent=2) + "\n")
 
 
-def make_rewriter(cfg: GenerateConfig):
-    from prompt_recovery.data.rewriters import HTTPRewriter, LocalRewriter
-
-    if cfg.rewriter == "http":
-        return HTTPRewriter(cfg.endpoint, cfg.api_model, cfg.api_key_env, cfg.concurrency, cfg.timeout, cfg.retries,
-                            cfg.backoff, cfg.max_new_tokens, cfg.temperature, cfg.seed)
-    return LocalRewriter(cfg.model, cfg.device, cfg.dtype, cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed)
+def rewriter_for(cfg: GenerateConfig):
+    """The rewriter of the command's options (`rewriters.make_rewriter`), sampling with --temperature and --seed."""
+    return make_rewriter(cfg.rewriter, cfg.model, cfg.endpoint, cfg.api_model, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
+                         batch_size=cfg.batch_size, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
+                         timeout=cfg.timeout, retries=cfg.retries, backoff=cfg.backoff)
 
 
 def complete_keeping(rewriter, messages: list[str]) -> tuple[list, Exception | None]:
     """(answers, error): `rewriter.complete(messages)`, but when it fails with the answers it finished
     (`RewriteFailed.done`), those answers (None for the others) and the error instead of the raise."""
-    from prompt_recovery.data.rewriters import RewriteFailed
-
     try:
         return rewriter.complete(messages), None
     except RewriteFailed as e:
@@ -216,8 +211,6 @@ def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
 
     from tqdm.auto import tqdm
 
-    from prompt_recovery.schema import check_output
-
     out = Path(cfg.output)
     inputs = [*(cfg.originals or []), *(cfg.prompt_bank or [])]
     check_output(out, inputs, what=f"--output {out}", append=True)
@@ -231,7 +224,7 @@ def generate(cfg: GenerateConfig, rewriter=None, progress: bool = True) -> dict:
         return stats
     planner = Planner(cfg)
     own = rewriter is None
-    rewriter = rewriter or make_rewriter(cfg)
+    rewriter = rewriter or rewriter_for(cfg)
     chunk = cfg.batch_size if cfg.rewriter == "local" else max(1, cfg.concurrency) * 2
     t0 = time.time()
     bar = tqdm(total=cfg.n, initial=cfg.n - len(todo), desc="generating", unit="row", disable=not progress)

@@ -20,8 +20,8 @@ import json
 import random
 from pathlib import Path
 
-from prompt_recovery.scoring.categories import categorize  # noqa: F401 - data.generate imports it from here
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import read_table, read_text_file
 
 # ------------------------------------------------------------------ compositional templates
 # category -> task phrasings; "{x}" is filled from the matching STYLE list
@@ -76,8 +76,6 @@ class TemplatePrompts:
 # ------------------------------------------------------------------ files
 
 def _read_texts(path: str | Path, column: str, what: str) -> list[str]:
-    from prompt_recovery.schema import read_table, read_text_file
-
     p = Path(path)
     if not p.is_file() and not (str(p).startswith("hf:/") and p.suffix.lower() in (".csv", ".jsonl", ".parquet")):
         raise UserError(f"{what} file not found: {p}")  # (hf:// tables: read_table checks them)

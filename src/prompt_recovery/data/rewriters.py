@@ -6,7 +6,8 @@
     prompt-recovery generate --rewriter http --endpoint http://127.0.0.1:8001/v1 --api-model google/gemma-7b-it ...
 
 Both expose `name` (recorded in the `rewriter` column) and `complete(user_messages) -> list[str]`:
-one single-turn chat completion per message, in order.
+one single-turn chat completion per message, in order; `make_rewriter` builds either from options
+(`generate` and replay verification alike), and `REQUEST_TEMPLATE` is the one message layout.
 
 * `LocalRewriter`: a transformers model through `prompt_recovery.models.load` (presets such as
   `smollm2-135m` (default) or `gemma3-270m`, adapter none), its chat template (a plain
@@ -35,9 +36,37 @@ import random
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+from prompt_recovery import models
 from prompt_recovery.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# The message a rewriter is sent for one rewrite: the competition's layout. `generate` sends it to make
+# training triples (its --request-template default), replay verification (`search.replay`) to replay a
+# candidate instruction.
+REQUEST_TEMPLATE = "{prompt}\n\n{text}"
+REWRITERS = ("local", "http")
+
+
+def make_rewriter(kind: str = "local", model: str = "smollm2-135m", endpoint: str | None = None,
+                  api_model: str = "default", *, max_new_tokens: int = 96, temperature: float = 0.0, seed: int = 0,
+                  device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                  api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 4, timeout: float = 120.0,
+                  retries: int = 3, backoff: float = 1.0, purpose: str = ""):
+    """A `LocalRewriter` (`kind` "local": `model` without adapter) or an `HTTPRewriter` (`kind` "http": an
+    OpenAI-compatible `endpoint`, `api_model`). The defaults are replay's: deterministic (temperature 0), 96
+    new tokens; `generate` passes its options. `purpose` names the options in errors ("replay" ->
+    --replay-rewriter, --replay-endpoint)."""
+    flag = f"--{purpose}-" if purpose else "--"
+    if kind == "http":
+        if not endpoint:
+            raise UserError(f"{flag}rewriter http needs {flag}endpoint URL (an OpenAI-compatible /v1 base URL)")
+        return HTTPRewriter(endpoint, api_model, api_key_env, concurrency, timeout, retries, backoff, max_new_tokens,
+                            temperature, seed)
+    if kind != "local":
+        what = f"{purpose} rewriter" if purpose else "rewriter"
+        raise UserError(f"unknown {what} {kind!r}; choose one of: {', '.join(REWRITERS)}")
+    return LocalRewriter(model, device, dtype, max_new_tokens, temperature, batch_size, seed)
 
 
 class RewriteFailed(UserError):
@@ -79,9 +108,7 @@ class LocalRewriter:
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto",
                  max_new_tokens: int = 256, temperature: float = 0.7, batch_size: int = 4, seed: int = 0,
                  loaded=None):
-        from prompt_recovery.models import load
-
-        self.loaded = loaded if loaded is not None else load(model, adapter="none", device=device, dtype=dtype)
+        self.loaded = loaded if loaded is not None else models.load(model, adapter="none", device=device, dtype=dtype)
         self.model, self.tok = self.loaded.model, self.loaded.tokenizer
         self.name = f"local:{model}"
         self.max_new_tokens, self.temperature, self.batch_size, self.seed = max_new_tokens, temperature, batch_size, seed

@@ -23,14 +23,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from prompt_recovery.data.clean import word_key
 from prompt_recovery.errors import UserError
+from prompt_recovery.schema import atomic_write_text
+from prompt_recovery.scoring.embedders import Embedder
 
 
 def split_by_original(df, fractions: Sequence[float] = (0.9, 0.05, 0.05),
                       names: Sequence[str] = ("train", "dev", "test"), seed: int = 0) -> dict:
     """Return {name: DataFrame}; every original text lands in exactly one split."""
-    from prompt_recovery.data.clean import word_key
-
     fractions = [float(f) for f in fractions]
     _check_fractions(fractions, names)
     key = df["original_text"].map(word_key)
@@ -86,8 +87,6 @@ def card_text(df, title: str, report: dict | None = None, splits: dict | None = 
 
 def write_card(df, path: str | Path, title: str, report: dict | None = None, splits: dict | None = None,
                extra: dict | None = None) -> Path:
-    from prompt_recovery.schema import atomic_write_text
-
     return atomic_write_text(path, card_text(df, title, report, splits, extra))
 
 
@@ -104,8 +103,6 @@ def instruction_clusters(prompts, embedder=None, cluster_file: str | Path | None
     """
     import numpy as np
 
-    from prompt_recovery.data.clean import word_key
-
     texts = sorted({word_key(p) for p in prompts})
     labels: dict[str, str] = {}
     if cluster_file:
@@ -118,8 +115,6 @@ def instruction_clusters(prompts, embedder=None, cluster_file: str | Path | None
         known = {word_key(k): str(v) for k, v in mapping.items()}
         labels = {t: f"file:{known[t]}" for t in texts if t in known}
     if embedder is None:
-        from prompt_recovery.scoring.metrics import Embedder
-
         embedder = Embedder.load("minilm")
     emb = embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
     rest = [i for i, t in enumerate(texts) if t not in labels]
@@ -160,8 +155,6 @@ def _drop_shared_originals(parts: dict) -> dict:
 
     Later splits are the held-out ones, so they keep their rows. Returns {split: rows dropped}.
     """
-    from prompt_recovery.data.clean import word_key
-
     names = list(parts)
     dropped = {}
     for i, n in enumerate(names):
@@ -181,8 +174,6 @@ def split_by_instruction(df, fractions=(0.9, 0.05, 0.05), names=("train", "dev",
     Rows whose original also occurs in a later split are dropped, so originals are disjoint too.
     Returns (parts, info) where info has the clusters of each split, their centroids and drop counts.
     """
-    from prompt_recovery.data.clean import word_key
-
     _check_fractions(fractions, names)
     labels, centroids = instruction_clusters(df["rewrite_prompt"], embedder, cluster_file, cluster_size, seed)
     cluster = df["rewrite_prompt"].map(lambda p: labels[word_key(p)])
@@ -222,8 +213,6 @@ def exclude_clusters(df, info: dict, splits: Sequence[str], embedder=None):
     """
     import numpy as np
 
-    from prompt_recovery.data.clean import word_key
-
     names = list(info["centroids"])
     if not names:
         return df, df.iloc[0:0]
@@ -233,8 +222,6 @@ def exclude_clusters(df, info: dict, splits: Sequence[str], embedder=None):
     if unknown:
         raise UserError(f"no split named {', '.join(unknown)} in the cluster info; it has: {', '.join(info['clusters'])}")
     if embedder is None:
-        from prompt_recovery.scoring.metrics import Embedder
-
         embedder = Embedder.load("minilm")
     texts = [word_key(p) for p in df["rewrite_prompt"]]
     near = (embedder.encode(texts) @ cent.T).argmax(axis=1) if texts else np.zeros(0, dtype=int)

@@ -92,7 +92,8 @@ def choose(backend: str, model: str, device: str = "auto", dtype: str = "auto") 
             return "transformers"
     problem = cpu_probe.llama_cpp_problem()
     if problem == "not installed":
-        notice(f"llama-cpp-python is not installed; using the slower transformers backend ({cpu_probe.LLAMA_CPP_INSTALL})")
+        notice("llama-cpp-python is not installed; using the slower transformers backend "
+               f"({cpu_probe.LLAMA_CPP_INSTALL})")
         return "transformers"
     if problem:
         notice(f"llama-cpp-python is installed but {problem}; using the slower transformers backend")

@@ -28,8 +28,10 @@ from pathlib import Path
 
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
+from prompt_recovery.inference import recover
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import check_output, read_table, table_format, with_row_ids, write_table
+from prompt_recovery.scoring.suite import resolve
 from prompt_recovery.search.search import SearchOptions, fingerprint_items
 
 log = logging.getLogger("prompt_recovery.inference.predict")
@@ -199,9 +201,7 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
         return [p for p in preds]  # type: ignore[misc]
     todo.sort(key=lambda i: len(originals[i]) + len(rewrittens[i]))
     if recoverer is None:
-        from prompt_recovery.search.search import from_options as search_from_options
-
-        recoverer = search_from_options(cfg)  # a plain Recoverer unless search options are set
+        recoverer = recover.load_recoverer(cfg)  # a plain Recoverer unless search options are set
         if cfg.progress:
             print(f"model: {recoverer.describe()}", file=sys.stderr)
     side = Sidecar(sidecar, fp, fresh=not done) if sidecar is not None else None
@@ -226,8 +226,6 @@ def predict_frame(df, cfg: PredictConfig, recoverer=None, sidecar: Path | None =
 
 def run(cfg: PredictConfig) -> int:
     import pandas as pd
-
-    from prompt_recovery.scoring.suite import resolve
 
     source = resolve(cfg.input)
     out = Path(cfg.output)

@@ -18,16 +18,10 @@ from prompt_recovery.errors import UserError
 from prompt_recovery.inference import engines
 from prompt_recovery.inference.engines import Engine
 from prompt_recovery.inference.transformers_engine import TransformersBackend
-from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
+from prompt_recovery.prompting import PromptFormat, check_pair, get_format, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
-from prompt_recovery.search.search import SearchOptions
+from prompt_recovery.search.search import SearchOptions, check_options, read_suffix, wrap
 from prompt_recovery.scoring.suite import load_examples
-
-
-def check_pair(original, rewritten) -> None:
-    for name, text in (("original", original), ("rewritten", rewritten)):
-        if not isinstance(text, str) or not text.strip():
-            raise UserError(f"the {name} text is empty")
 
 
 class Recoverer:
@@ -94,6 +88,23 @@ class Recoverer:
         return self.engine.generate(ids, self.max_new_tokens, batch_size, progress, **gen_kwargs)
 
 
+def load_recoverer(cfg):
+    """The recovery model of a config with `ModelOptions` + `SearchOptions` fields (`recover`, `predict`): a
+    `Recoverer`, wrapped in a `search.SearchRecoverer` when search options (--candidates, --bank, --suffix)
+    are set. Bad search options fail before the model loads."""
+    check_options(cfg)
+    read_suffix(cfg)  # fail on a bad suffix file before loading the model
+    if (cfg.candidates > 1) and cfg.backend == "auto":
+        cfg.backend = "transformers"  # beam search / sampling need the transformers engine
+    elif cfg.candidates > 1 and cfg.backend == "llama-cpp":
+        raise UserError("--candidates above 1 needs --backend transformers (llama-cpp does greedy decoding only)")
+    r = Recoverer.from_options(cfg)
+    out = wrap(r, cfg)
+    if out is not r:
+        print(f"search: {out.describe()}", file=sys.stderr)
+    return out
+
+
 # ---------------------------------------------------------------- the `recover` command
 
 @dataclass
@@ -127,9 +138,7 @@ def run(cfg: RecoverConfig) -> int:
         pairs = [(r["original_text"], r["rewritten_text"]) for r in rows]
     else:
         pairs = [_pair_from_config(cfg)]
-    from prompt_recovery.search.search import from_options
-
-    r = from_options(cfg)  # a plain Recoverer unless search options (--candidates, --bank, --suffix) are set
+    r = load_recoverer(cfg)  # a plain Recoverer unless search options (--candidates, --bank, --suffix) are set
     outs = r.recover_batch(pairs)
     details = getattr(r, "last_details", None) or [{}] * len(outs)
     if cfg.examples:

@@ -20,6 +20,9 @@ from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import atomic_write_text, read_text_file, table_format, write_table
+from prompt_recovery.scoring.embedders import Embedder
+from prompt_recovery.scoring.evaluate import read_truth
+from prompt_recovery.scoring.metrics import score
 
 CANDIDATES = (
     DEFAULT_INSTRUCTION,
@@ -60,8 +63,6 @@ class BaselineConfig:
 
 def rank_constants(candidates, truths, embedder) -> list[dict]:
     """Metrics of each constant instruction on `truths`, best SCS first."""
-    from prompt_recovery.scoring.metrics import score
-
     rows = []
     for c in candidates:
         s = score([c] * len(truths), truths, embedder)
@@ -73,9 +74,6 @@ def run(cfg: BaselineConfig) -> int:
     import json
 
     import pandas as pd
-
-    from prompt_recovery.scoring.evaluate import read_truth
-    from prompt_recovery.scoring.metrics import Embedder
 
     candidates = list(cfg.constants or [])
     if cfg.constants_file:

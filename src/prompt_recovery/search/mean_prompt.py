@@ -31,7 +31,10 @@ from typing import Sequence
 
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
-from prompt_recovery.schema import atomic_write_text
+from prompt_recovery.schema import atomic_write_text, read_table
+from prompt_recovery.scoring.baselines import CANDIDATES
+from prompt_recovery.scoring.embedders import load_embedder
+from prompt_recovery.scoring.metrics import sharpen
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 
@@ -44,8 +47,6 @@ def build_vocab(instructions: Sequence[str], size: int = 200) -> list[str]:
 
 def mean_scs(vecs, truth_vecs, power: float = 3.0):
     """Objective per row of `vecs` (L2-normalised): mean over truths of max(cos, 0) ** power."""
-    from prompt_recovery.scoring.metrics import sharpen
-
     return sharpen(vecs @ truth_vecs.T, power).mean(axis=1)
 
 
@@ -144,8 +145,6 @@ class MeanPromptConfig:
 
 
 def read_instructions(path: str) -> list[str]:
-    from prompt_recovery.schema import read_table
-
     df = read_table(path, required=("rewrite_prompt",))
     out = [str(t).strip() for t in df["rewrite_prompt"].dropna().tolist() if str(t).strip()]
     if not out:
@@ -155,9 +154,6 @@ def read_instructions(path: str) -> list[str]:
 
 def run(cfg: MeanPromptConfig) -> int:
     import random
-
-    from prompt_recovery.scoring.baselines import CANDIDATES
-    from prompt_recovery.scoring.embedders import load_embedder
 
     truths = read_instructions(cfg.train)
     if cfg.sample and cfg.sample < len(truths):

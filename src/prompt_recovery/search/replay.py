@@ -5,15 +5,15 @@
         --replay-rewriter http --replay-endpoint http://127.0.0.1:8001/v1 --replay-api-model google/gemma-7b-it
 
 For every row and candidate instruction c, the rewriter is sent the message
-``REQUEST_TEMPLATE.format(prompt=c, text=original)`` (the same message `generate` sends when
-making training data) and its answer, the *replay*, is compared with the observed rewritten
+``REQUEST_TEMPLATE.format(prompt=c, text=original)`` (`data.rewriters.REQUEST_TEMPLATE`, the message
+`generate` sends when making training data) and its answer, the *replay*, is compared with the observed rewritten
 text by the cosine of their sentence embeddings (MiniLM by default). The candidate whose
 replay is most similar wins; a tie (or a win by less than ``margin`` over candidate 0)
 keeps the earlier candidate, so candidate 0 – the plain greedy prediction – is kept unless
 replay evidence clearly favours another.
 
 Rewriters are pluggable: any object with ``name`` and ``complete(messages) -> list[str]``
-(see `prompt_recovery.data.rewriters`): ``local`` (a `LocalRewriter`: the base model of a
+(built by `prompt_recovery.data.rewriters.make_rewriter`): ``local`` (a `LocalRewriter`: the base model of a
 preset through `models.load`, its chat template, greedy decoding) or ``http`` (an
 `HTTPRewriter` for an OpenAI-compatible server, e.g. the real rewriter Gemma-7b-it under
 vLLM – the way to audit a known model). Replays are cut at ``max_new_tokens`` tokens; the
@@ -25,28 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from prompt_recovery.data.rewriters import REQUEST_TEMPLATE
 from prompt_recovery.errors import UserError
-
-REQUEST_TEMPLATE = "{prompt}\n\n{text}"
-REWRITERS = ("local", "http")
-
-
-def make_rewriter(kind: str = "local", model: str = "smollm2-135m", endpoint: str | None = None,
-                  api_model: str = "default", max_new_tokens: int = 96, device: str = "auto",
-                  dtype: str = "auto", batch_size: int = 8, api_key_env: str | None = "OPENAI_API_KEY",
-                  timeout: float = 120.0, concurrency: int = 4):
-    """A deterministic (temperature 0) rewriter for replay."""
-    from prompt_recovery.data.rewriters import HTTPRewriter, LocalRewriter
-
-    if kind == "http":
-        if not endpoint:
-            raise UserError("--replay-rewriter http needs --replay-endpoint URL (an OpenAI-compatible /v1 base URL)")
-        return HTTPRewriter(endpoint, api_model, api_key_env, concurrency, timeout, max_new_tokens=max_new_tokens,
-                            temperature=0.0)
-    if kind != "local":
-        raise UserError(f"unknown replay rewriter {kind!r}; choose one of: {', '.join(REWRITERS)}")
-    return LocalRewriter(model, device, dtype, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
-
 
 @dataclass
 class Choice:

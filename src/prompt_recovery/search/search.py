@@ -24,13 +24,18 @@ With the defaults (``--candidates 1``, no bank, no suffix) predictions are exact
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 from prompt_recovery.config import opt
+from prompt_recovery.data.rewriters import make_rewriter
 from prompt_recovery.errors import UserError
+from prompt_recovery.prompting import check_pair
 from prompt_recovery.schema import read_text_file
+from prompt_recovery.scoring.embedders import load_embedder
+from prompt_recovery.scoring.metrics import sharpen
+from prompt_recovery.search.candidates import PromptBank, dedupe, model_candidates
+from prompt_recovery.search.replay import Replayer
 
 log = logging.getLogger(__name__)
 SELECT = ("mbr", "replay", "first")
@@ -91,8 +96,6 @@ def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
     """Index of the candidate with the highest mean sharpened cosine to the others (first on ties)."""
     import numpy as np
 
-    from prompt_recovery.scoring.metrics import sharpen
-
     if len(candidates) <= 2:
         return 0  # two candidates are symmetric: keep the first
     v = embedder.encode(list(candidates))
@@ -117,26 +120,20 @@ class SearchRecoverer:
     @property
     def embedder(self):
         if self._embedder is None:
-            from prompt_recovery.scoring.embedders import load_embedder
-
             self._embedder = load_embedder(self.o.search_embedder)
         return self._embedder
 
     @property
     def bank(self):
         if self._bank is None and self.o.bank:
-            from prompt_recovery.search.candidates import PromptBank
-
             self._bank = PromptBank.load(self.o.bank, self.embedder, progress=True)
         return self._bank
 
     @property
     def replayer(self):
         if self._replayer is None:
-            from prompt_recovery.search.replay import Replayer, make_rewriter
-
             rw = make_rewriter(self.o.replay_rewriter, self.o.replay_model, self.o.replay_endpoint,
-                               self.o.replay_api_model, self.o.replay_max_new_tokens)
+                               self.o.replay_api_model, max_new_tokens=self.o.replay_max_new_tokens, purpose="replay")
             self._replayer = Replayer(rw, self.embedder, margin=self.o.replay_margin)
         return self._replayer
 
@@ -156,8 +153,6 @@ class SearchRecoverer:
         return self.base.prompt_ids(original, rewritten)
 
     def candidate_lists(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> list[list[str]]:
-        from prompt_recovery.search.candidates import dedupe, model_candidates
-
         greedy = self.base.recover_batch(list(pairs), batch_size)
         cands = model_candidates(self.base, pairs, self.o.candidates, self.o.candidate_method,
                                  batch_size=batch_size, greedy=greedy)
@@ -171,8 +166,6 @@ class SearchRecoverer:
 
     def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
                       progress: bool = False) -> list[str]:
-        from prompt_recovery.inference.recover import check_pair
-
         for o, r in pairs:
             check_pair(o, r)
         cands = self.candidate_lists(pairs, batch_size)
@@ -194,23 +187,6 @@ class SearchRecoverer:
 def wrap(recoverer, options: SearchOptions):
     """`recoverer` itself when no search option is set, else a `SearchRecoverer` around it."""
     return SearchRecoverer(recoverer, options) if options.search_enabled() else recoverer
-
-
-def from_options(cfg):
-    """Load the recovery model of a config with `ModelOptions` + `SearchOptions` fields, wrapped as needed."""
-    from prompt_recovery.inference.recover import Recoverer
-
-    check_options(cfg)
-    read_suffix(cfg)  # fail on a bad suffix file before loading the model
-    if (cfg.candidates > 1) and cfg.backend == "auto":
-        cfg.backend = "transformers"  # beam search / sampling need the torch model
-    elif cfg.candidates > 1 and cfg.backend == "llama-cpp":
-        raise UserError("--candidates above 1 needs --backend transformers (llama-cpp does greedy decoding only)")
-    r = Recoverer.from_options(cfg)
-    out = wrap(r, cfg)
-    if out is not r:
-        print(f"search: {out.describe()}", file=sys.stderr)
-    return out
 
 
 def fingerprint_items(cfg) -> list[str]:

@@ -20,6 +20,7 @@ import json
 import re
 from pathlib import Path
 
+from prompt_recovery.models import PRESETS, default_adapter
 from prompt_recovery.schema import atomic_write_text
 
 LICENSE = "apache-2.0"  # the project's; a base model's own licence wins (BASE_LICENSES)
@@ -54,8 +55,6 @@ METRIC_NAMES = {
 # ---------------------------------------------------------------- the base model
 
 def _preset(model: str | None):
-    from prompt_recovery.models import PRESETS
-
     return PRESETS.get(model or "")
 
 
@@ -244,8 +243,6 @@ def _read_results(d: Path) -> dict | None:
 
 def _shipped(d: Path, model: str | None) -> bool:
     """Whether `d` is the adapter shipped with the package for `model` (`--adapter default`)."""
-    from prompt_recovery.models import default_adapter
-
     shipped = default_adapter(model) if model else None
     return shipped is not None and shipped.resolve() == d.resolve()
 

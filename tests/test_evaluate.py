@@ -11,16 +11,10 @@ import pytest
 from prompt_recovery.scoring import evaluate as ev
 from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
-from prompt_recovery.scoring.embedders import Embedder
 from prompt_recovery.scoring.metrics import corpus_bleu
 
 FIX = Path(__file__).parent / "fixtures"
 TRUTH, PRED = FIX / "eval_truth.csv", FIX / "eval_pred.csv"
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder.load("minilm")
 
 
 def cfg(tmp_path, **kw):
@@ -29,11 +23,11 @@ def cfg(tmp_path, **kw):
     return ev.EvaluateConfig(**values)
 
 
-def test_report_values_and_files(tmp_path, embedder):
+def test_report_values_and_files(tmp_path, minilm):
     base = tmp_path / "base.csv"
     pd.DataFrame({"id": ["a5", "a4", "a3", "a2", "a1"], "rewrite_prompt": ["Rewrite this text as a poem."] * 5}
                  ).to_csv(base, index=False)
-    r = ev.evaluate(cfg(tmp_path, compare=[str(base)], constants=["Improve the text."]), embedder)
+    r = ev.evaluate(cfg(tmp_path, compare=[str(base)], constants=["Improve the text."]), minilm)
     out = tmp_path / "out"
     for name in ("report.json", "report.md", "scs_hist.png", "by_category.png", "by_source.png", "baselines.png"):
         assert (out / name).is_file(), name

@@ -3,7 +3,6 @@ would be uploaded; checkpoints stay local."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,6 @@ from huggingface_hub.utils import filter_repo_objects
 
 from prompt_recovery import hub, models
 from prompt_recovery.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import tiny_cfg  # noqa: E402
 
 
 class FakeHfApi:
@@ -52,7 +48,7 @@ def front_matter(text):
     return yaml.safe_load(text.split("---\n", 2)[1])
 
 
-def test_train_pushes_the_adapter_folder_without_checkpoints(tmp_path, api):
+def test_train_pushes_the_adapter_folder_without_checkpoints(tmp_path, api, tiny_cfg):
     from prompt_recovery.training.train import train
 
     out = tmp_path / "adapter"

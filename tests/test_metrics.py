@@ -13,11 +13,6 @@ from prompt_recovery.scoring.categories import CATEGORIES, categorize
 from prompt_recovery.scoring.embedders import Embedder
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder.load("minilm")
-
-
 def test_normalize_and_exact_match():
     assert metrics.match_form("  Rewrite it as a POEM!  ") == "rewrite it as a poem"
     assert metrics.match_form("“Make it—formal.”") == "make it formal"
@@ -75,19 +70,19 @@ def test_one_scs_formula_for_pairs_matrices_and_the_mean_prompt_objective():
     assert mbr_choice(["0", "1", "2"], Fixed()) == 1  # the middle one is closest to both others
 
 
-def test_embedders_give_zero_rows_of_their_width_for_no_texts(embedder):
-    assert embedder.encode([]).shape == (0, embedder.encode(["a text"]).shape[1]) == (0, embedder.dim)
+def test_embedders_give_zero_rows_of_their_width_for_no_texts(minilm):
+    assert minilm.encode([]).shape == (0, minilm.encode(["a text"]).shape[1]) == (0, minilm.dim)
 
 
-def test_scs_identical_is_one_and_unrelated_is_low(embedder):
-    s = metrics.score(["Rewrite this text as a poem."], ["Rewrite this text as a poem."], embedder)
+def test_scs_identical_is_one_and_unrelated_is_low(minilm):
+    s = metrics.score(["Rewrite this text as a poem."], ["Rewrite this text as a poem."], minilm)
     assert s.summary["scs"] == pytest.approx(1.0, abs=1e-5)
     assert s.summary["bleu"] == pytest.approx(100.0)
     assert s.summary["exact_match"] == 1.0
     u = metrics.score(["Convert the quarterly tax figures into a spreadsheet."],
-                      ["Write a love song about a lighthouse keeper."], embedder)
+                      ["Write a love song about a lighthouse keeper."], minilm)
     assert u.summary["scs"] < 0.05
-    close = metrics.score(["Rewrite the text as a poem."], ["Turn this into a short poem."], embedder)
+    close = metrics.score(["Rewrite the text as a poem."], ["Turn this into a short poem."], minilm)
     assert close.summary["scs"] > 0.3 > u.summary["scs"]
 
 

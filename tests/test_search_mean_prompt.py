@@ -13,13 +13,6 @@ TOY = ["Rewrite this text as a poem.", "Turn the text into a rhyming poem.", "Ma
        "Rewrite the text in a formal tone.", "Rewrite this story as a pirate would tell it."]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from prompt_recovery.scoring.embedders import Embedder
-
-    return Embedder.load("minilm")
-
-
 def test_vocab_and_text_form():
     v = build_vocab(TOY, 5)
     assert v[:4] == ["text", "a", "rewrite", "this"] and len(v) == 5  # counts 4, 4, 3, 3; ties: first seen

@@ -33,13 +33,6 @@ def tiny():
                           backend="transformers")
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from prompt_recovery.scoring.embedders import Embedder
-
-    return Embedder.load("minilm")
-
-
 def read(path):
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 

@@ -12,13 +12,6 @@ from prompt_recovery.search.replay import Replayer
 from prompt_recovery.search.search import mbr_choice
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from prompt_recovery.scoring.embedders import Embedder
-
-    return Embedder.load("minilm")
-
-
 TRANSFORMS = {
     "Rewrite this as a pirate.": lambda t: "Arr matey! " + t.replace("the", "th'") + " Yo ho ho!",
     "Summarize this in one sentence.": lambda t: t.split(".")[0] + ".",

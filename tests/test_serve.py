@@ -18,24 +18,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from prompt_recovery.inference.recover import Recoverer
 from prompt_recovery.scoring.suite import load_examples
 from prompt_recovery.serving.app import MAX_TEXT_CHARS, Busy, ModelQueue, create_app
 from prompt_recovery.serving.serve import BackgroundServer, ServeConfig, bind
 
 PAIR = {"original_text": "The meeting is at 3pm in room 4B.",
         "rewritten_text": "Arr, the meetin' be at 3 bells in cabin 4B!"}
-
-
-@pytest.fixture(scope="module")
-def recoverer():
-    return Recoverer.load(model="tiny-random-mistral", adapter="none", max_new_tokens=12)
-
-
-@pytest.fixture(scope="module")
-def client(recoverer):
-    with TestClient(create_app(recoverer), raise_server_exceptions=False) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

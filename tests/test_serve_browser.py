@@ -11,7 +11,6 @@ import os
 
 import pytest
 
-from prompt_recovery.inference.recover import Recoverer
 from prompt_recovery.scoring.suite import load_examples
 from prompt_recovery.serving.app import create_app
 from prompt_recovery.serving.serve import BackgroundServer
@@ -26,11 +25,6 @@ if not os.access(CHROMIUM, os.X_OK):
 sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,
                                reason="playwright is not installed: .venv/bin/pip install playwright "
                                       "(or: bash scripts/setup.sh --dev)")
-
-
-@pytest.fixture(scope="module")
-def recoverer():
-    return Recoverer.load(model="tiny-random-mistral", adapter="none", max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")

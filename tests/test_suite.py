@@ -47,9 +47,8 @@ def test_family_accuracy_counts_category_matches_per_family():
         family_accuracy(preds[:2], truth)
 
 
-def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path):
+def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path, minilm):
     from prompt_recovery.scoring.evaluate import EvaluateConfig, evaluate
-    from prompt_recovery.scoring.embedders import Embedder
 
     rows = load_suite()
     # predict the truth for the summarise family, a constant poem instruction elsewhere
@@ -57,7 +56,7 @@ def test_evaluate_reports_family_accuracy_on_the_suite(tmp_path):
     p = tmp_path / "pred.csv"
     pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": preds}).to_csv(p, index=False)
     rep = evaluate(EvaluateConfig(predictions=str(p), truth="suite", output_dir=str(tmp_path / "ev"), bootstrap=0,
-                                  plots=False), embedder=Embedder.load("minilm"))
+                                  plots=False), embedder=minilm)
     fam = rep["family_accuracy"]
     style = sum(1 for r in rows if FAMILY_CATEGORY[r["family"]] == "change_style")
     summ = sum(1 for r in rows if r["family"] == "summarise")

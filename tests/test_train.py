@@ -14,19 +14,9 @@ from safetensors.torch import load_file
 from prompt_recovery import models
 from prompt_recovery.prompting import get_format, prompt_ids
 from prompt_recovery.training.dataset import RecoveryDataset, hold_out_originals, load_rows
-from prompt_recovery.training.train import TrainConfig, train
+from prompt_recovery.training.train import train
 
 TOY = str(Path(__file__).parent / "fixtures" / "toy_triples.csv")
-
-
-def tiny_cfg(out, **kw):
-    base = dict(train_data=TOY, output_dir=str(out), model="tiny-random-mistral", val_fraction=0.2,
-                learning_rate=3e-2, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_steps=30,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                warmup_ratio=0.0, logging_steps=1, lora_r=8, lora_alpha=16, lora_dropout=0.0, max_text_tokens=64,
-                max_length=128, seed=0, lr_scheduler_type="constant")
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def log_records(out):
@@ -34,7 +24,7 @@ def log_records(out):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_cfg):
     out = tmp_path_factory.mktemp("run")
     return train(tiny_cfg(out))
 
@@ -121,7 +111,7 @@ def test_hold_out_originals_compares_normalised_originals_and_keeps_the_old_sele
     assert not {r["original_text"].lower().strip(" .!") for r in tr} & {r["original_text"].lower().strip(" .!") for r in va}
 
 
-def test_resume_continues_the_step_count(tmp_path, capsys):
+def test_resume_continues_the_step_count(tmp_path, capsys, tiny_cfg):
     out = tmp_path / "resume"
     train(tiny_cfg(out, max_steps=4, eval_steps=2, save_total_limit=3))
     assert (out / "checkpoints" / "checkpoint-4").is_dir()
@@ -185,7 +175,7 @@ def test_card_collects_evaluation_reports(trained, tmp_path):
     assert "| LoRA rank r | 8 |" in card  # the training sections survive the refresh
 
 
-def test_learning_rate_follows_warmup_then_cosine(tmp_path):
+def test_learning_rate_follows_warmup_then_cosine(tmp_path, tiny_cfg):
     """warmup_ratio is resolved to whole steps on every transformers version (0.3 of 10 updates = 3)."""
     import math
 
@@ -270,7 +260,7 @@ def test_packed_batch_gives_the_same_loss_and_lora_gradients_as_separate_example
     torch.testing.assert_close(logits_p[0][mask_p], targets_u, rtol=1e-4, atol=1e-5)
 
 
-def test_packed_training_lowers_loss_and_changes_only_lora_weights(tmp_path):
+def test_packed_training_lowers_loss_and_changes_only_lora_weights(tmp_path, tiny_cfg):
     res = train(tiny_cfg(tmp_path / "packed", packing=True, per_device_train_batch_size=3, max_steps=20))
     losses = [r["loss"] for r in log_records(res.output_dir) if "loss" in r]
     assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses

@@ -1,0 +1,61 @@
+"""Fixtures shared by several test files: the MiniLM embedder, a tiny recovery model with its HTTP test
+client, and the tiny training recipe. Heavy libraries are imported inside the fixtures, so collecting
+the tests stays quick.
+
+    .venv/bin/python -m pytest -q tests/test_serve.py     # uses `recoverer` and `client` from here
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOY_TRIPLES = str(FIXTURES / "toy_triples.csv")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The default SCS/search embedder (all-MiniLM-L6-v2 from its PyPI package, offline), loaded once."""
+    from prompt_recovery.scoring.embedders import Embedder
+
+    return Embedder.load("minilm")
+
+
+@pytest.fixture(scope="module")
+def recoverer():
+    """A `Recoverer` on the tiny random Mistral (chat template, in-process, no files): fast answers to check
+    plumbing, not quality. A test module may define its own `recoverer`; `client` then serves that one."""
+    from prompt_recovery.inference.recover import Recoverer
+
+    return Recoverer.load(model="tiny-random-mistral", adapter="none", max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def client(recoverer):
+    """FastAPI's TestClient on `serve`'s app around `recoverer` (server errors come back as responses)."""
+    from fastapi.testclient import TestClient
+
+    from prompt_recovery.serving.app import create_app
+
+    with TestClient(create_app(recoverer), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    """`tiny_cfg(out, **overrides)`: a `TrainConfig` that trains LoRA on the tiny random Mistral on
+    fixtures/toy_triples.csv in seconds (30 steps, constant learning rate, every step logged)."""
+    from prompt_recovery.training.train import TrainConfig
+
+    def make(out, **kw):
+        base = dict(train_data=TOY_TRIPLES, output_dir=str(out), model="tiny-random-mistral", val_fraction=0.2,
+                    learning_rate=3e-2, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_steps=30,
+                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                    warmup_ratio=0.0, logging_steps=1, lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                    max_text_tokens=64, max_length=128, seed=0, lr_scheduler_type="constant")
+        base.update(kw)
+        return TrainConfig(**base)
+
+    return make

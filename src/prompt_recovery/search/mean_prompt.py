@@ -16,7 +16,7 @@ Starting point: ``--init`` (default empty).
 
 Because the objective is measured with the embedder it is optimised for, its gain can be an
 artefact of that model (word salad that happens to sit near the centroid). ``--heldout-embedder``
-reports the found prompt and the best built-in constant (`baselines.CANDIDATES`) under a
+reports the found prompt and the best built-in constant (`scoring.baselines.CANDIDATES`) under a
 second embedder as well; the same check is in docs/search.md.
 """
 

@@ -19,6 +19,8 @@ Per row:
   3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
      appended to the chosen instruction after a space.
 With the defaults (``--candidates 1``, no bank, no suffix) predictions are exactly the plain ones.
+`SearchRecoverer` wraps a loaded recoverer (anything with `recover_batch`, `prompt_ids` and an
+`engine`); `inference.recover.load_recoverer` loads one for a config and wraps it when a search option is set.
 """
 
 from __future__ import annotations

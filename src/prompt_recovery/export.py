@@ -216,7 +216,9 @@ def render_modelfile(tokenizer, prompt_format, gguf_file: str, *, add_bos: bool,
     template = ollama_template(tokenizer, prompt_format, add_bos)
     if '"""' in template:
         raise UserError('the chat template holds """, which a Modelfile TEMPLATE cannot')
-    example = user_message("<original text>", "<rewritten text>")
+    hint = ("Length: original <N> words, rewritten <M> words (<R> times shorter | <R> times longer | "
+            "about the same length)." if getattr(prompt_format, "length_hint", False) else None)
+    example = user_message("<original text>", "<rewritten text>", hint)
     lines = [f"# prompt-recovery: {title}" if title else "# prompt-recovery",
              "# Recovers the instruction an LLM was given from an original text and its rewrite.",
              "#",
@@ -227,6 +229,8 @@ def render_modelfile(tokenizer, prompt_format, gguf_file: str, *, add_bos: bool,
               f"# `prompt-recovery recover` first cuts the two texts to {prompt_format.max_text_tokens} tokens together",
               f"# (each keeps its beginning and ends with \"{TRUNCATION_MARK.strip()}\"); send texts that short for the",
               "# same answers. It also post-processes the answer (first line, no \"Sure, ...\" preamble or quotes).",
+              *(["# The Length line counts the words of the whole texts (before cutting); R = M/N or N/M to one",
+                 "# decimal, \"about the same length\" when M/N is between 0.8 and 1.25."] if hint else []),
               *(["# The TEMPLATE is the tokenizer's chat template rendered for one user turn (with the system",
                  "# turn it adds by default, if any; a SYSTEM message is not used)."] if prompt_format.name == "chat"
                 else ["# The TEMPLATE is the plain prompt format: the message, then a line \"Instruction:\"."]),
@@ -269,7 +273,7 @@ def parse_modelfile(text: str) -> dict:
 
 def export_gguf(cfg: ExportConfig) -> Path:
     from prompt_recovery import backends, models
-    from prompt_recovery.prompting import get_format
+    from prompt_recovery.prompting import from_meta
     from prompt_recovery.schema import atomic_write_text
 
     qtype = GGUF_DTYPES[cfg.dtype.lower()]
@@ -287,8 +291,7 @@ def export_gguf(cfg: ExportConfig) -> Path:
     out = check_export_dir(cfg.output_dir or DEFAULT_DIRS["gguf"], [adapter, cfg.model])
     tok = models.load_tokenizer(cfg.model)
     meta = models.read_adapter_meta(adapter)
-    pf = meta.get("prompt_format", {})
-    fmt = get_format(pf.get("name"), pf.get("max_text_tokens"), tok)
+    fmt = from_meta(meta.get("prompt_format", {}), tok)
 
     merged = backends.merged_gguf(base, adapter, weight_type=qtype)  # built once, cached; says so when it builds
     try:  # written 0600 (a temporary file renamed); the export, a hard link to it, shares the mode

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from prompt_recovery.config import ModelOptions, opt
 from prompt_recovery.errors import UserError
-from prompt_recovery.prompting import PromptFormat, get_format, postprocess, prompt_ids
+from prompt_recovery.prompting import PromptFormat, from_meta, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
 from prompt_recovery.search import SearchOptions
 from prompt_recovery.suite import load_examples
@@ -71,8 +71,7 @@ class Recoverer:
                 backends.notice(f"{e}; falling back to the transformers backend")
         if loaded is None:
             loaded = models.load(model, adapter, device, dtype)
-        meta = loaded.adapter_meta.get("prompt_format", {})
-        fmt = get_format(prompt_format or meta.get("name"), meta.get("max_text_tokens"), loaded.tokenizer)
+        fmt = from_meta(loaded.adapter_meta.get("prompt_format", {}), loaded.tokenizer, prompt_format)
         return cls(loaded, fmt, max_new_tokens, batch_size, engine=engine)
 
     @classmethod

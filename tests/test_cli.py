@@ -96,3 +96,16 @@ def test_recover_json_output():
     assert res.returncode == 0, res.stderr
     obj = json.loads(res.stdout)
     assert obj["rewrite_prompt"].strip() and "tiny-random-llama" in obj["model"]
+
+
+def test_quiet_mode_keeps_hub_download_progress(monkeypatch):
+    """Non-debug runs silence library warnings but must not hide Hub download progress bars (issue 15)."""
+    import os
+
+    from prompt_recovery import cli
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    cli._quiet_libraries()
+    assert os.environ.get("TRANSFORMERS_VERBOSITY") == "error"
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ

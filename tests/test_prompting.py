@@ -5,8 +5,8 @@ import pytest
 from prompt_recovery import prompting
 from prompt_recovery.errors import UserError
 from prompt_recovery.models import tiny_tokenizer
-from prompt_recovery.prompting import (DEFAULT_INSTRUCTION, PromptFormat, fit_texts, get_format, postprocess,
-                                       render_prompt, split_budget, training_example)
+from prompt_recovery.prompting import (DEFAULT_INSTRUCTION, PromptFormat, fit_texts, from_meta, get_format,
+                                       length_line, postprocess, render_prompt, split_budget, training_example)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,35 @@ def test_chat_format_uses_chat_template(chat_tok):
     text = render_prompt(chat_tok, "cats", "dogs", get_format("chat", tokenizer=chat_tok))
     assert text.startswith("<s>[INST] Original text:\ncats\n\nRewritten text:\ndogs")
     assert text.endswith(prompting.QUESTION + " [/INST]")
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    (110, 25, "Length: original 110 words, rewritten 25 words (4.4 times shorter)."),
+    (40, 200, "Length: original 40 words, rewritten 200 words (5.0 times longer)."),
+    (50, 60, "Length: original 50 words, rewritten 60 words (about the same length)."),
+    (50, 40, "Length: original 50 words, rewritten 40 words (about the same length)."),
+    (50, 39, "Length: original 50 words, rewritten 39 words (1.3 times shorter)."),
+    (0, 3, "Length: original 0 words, rewritten 3 words (3.0 times longer)."),
+])
+def test_length_line(a, b, expected):
+    assert length_line(" ".join(["w"] * a), " ".join(["x"] * b)) == expected
+
+
+def test_length_hint_counts_whole_texts_and_reaches_training_and_inference(chat_tok):
+    """The hint is part of the one prompt format: the same line in training examples and recovery prompts,
+    counted before truncation; off by default (adapters trained without it are unchanged)."""
+    original, rewritten = "word " * 300, "short summary here."
+    fmt = from_meta({"name": "chat", "max_text_tokens": 32, "length_hint": True}, chat_tok)
+    assert fmt == PromptFormat("chat", 32, True)
+    text = render_prompt(chat_tok, original, rewritten, fmt)
+    assert "Length: original 300 words, rewritten 3 words (100.0 times shorter).\n\n" + prompting.QUESTION in text
+    assert prompting.TRUNCATION_MARK in text  # the original was cut, the count was not
+    plain = render_prompt(chat_tok, original, rewritten, from_meta({"name": "chat", "max_text_tokens": 32}, chat_tok))
+    assert "Length:" not in plain and plain.replace(prompting.QUESTION, "") in text.replace(
+        "Length: original 300 words, rewritten 3 words (100.0 times shorter).\n\n" + prompting.QUESTION, "")
+    ex = training_example(chat_tok, original, rewritten, "Summarize this.", fmt, max_length=512)
+    prompt_len = ex["labels"].index(next(t for t in ex["labels"] if t != -100))
+    assert "Length: original 300 words" in chat_tok.decode(ex["input_ids"][:prompt_len])
 
 
 def test_chat_falls_back_to_plain_without_template(plain_tok):

@@ -86,7 +86,6 @@ def _quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="prompt-recovery: %(levelname)s: %(message)s")
 

@@ -10,6 +10,13 @@ A recovery prompt shows the model both texts and asks for the instruction:
 
     Which instruction turned the original text into the rewritten text? Reply with the instruction only.
 
+With ``length_hint`` (a training option, recorded in the adapter like the format) one line goes
+before the question, counted on the *whole* texts (truncation hides how long they were):
+
+    Length: original 110 words, rewritten 25 words (4.4 times shorter).
+
+Small models do not count: without it, summaries and expansions come back as genre guesses.
+
 Formats (select with `--prompt-format`; an adapter records the one it was trained with):
   * ``chat``  – the message above as a user turn through the tokenizer's chat template,
                 with the generation prompt appended. Falls back to ``plain`` when the
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from prompt_recovery.errors import UserError
 
@@ -48,6 +55,7 @@ MAX_INSTRUCTION_CHARS = 300
 class PromptFormat:
     name: str = "chat"
     max_text_tokens: int = 384
+    length_hint: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,14 +64,20 @@ class PromptFormat:
 FORMAT_NAMES = ("chat", "plain")
 
 
-def get_format(name: str | None = None, max_text_tokens: int | None = None, tokenizer=None) -> PromptFormat:
+def get_format(name: str | None = None, max_text_tokens: int | None = None, tokenizer=None,
+               length_hint: bool | None = False) -> PromptFormat:
     """Resolve a format name; `chat` becomes `plain` for tokenizers without a chat template."""
     name = name or "chat"
     if name not in FORMAT_NAMES:
         raise UserError(f"unknown prompt format {name!r}; choose one of: {', '.join(FORMAT_NAMES)}")
     if name == "chat" and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         name = "plain"
-    return PromptFormat(name, max_text_tokens or PromptFormat.max_text_tokens)
+    return PromptFormat(name, max_text_tokens or PromptFormat.max_text_tokens, bool(length_hint))
+
+
+def from_meta(meta: dict, tokenizer=None, name: str | None = None) -> PromptFormat:
+    """The format an adapter records (``prompt_recovery.json``'s ``prompt_format``); `name` overrides its name."""
+    return get_format(name or meta.get("name"), meta.get("max_text_tokens"), tokenizer, meta.get("length_hint"))
 
 
 def split_budget(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
@@ -100,14 +114,28 @@ def check_pair(original, rewritten) -> None:
             raise UserError(f"the {name} text is empty")
 
 
-def user_message(original: str, rewritten: str) -> str:
-    return f"Original text:\n{original.strip()}\n\nRewritten text:\n{rewritten.strip()}\n\n{QUESTION}"
+def length_line(original: str, rewritten: str) -> str:
+    """The length hint: word counts of the two whole texts and their ratio."""
+    a, b = len(original.split()), len(rewritten.split())
+    ratio = b / max(a, 1)
+    if 0.8 <= ratio <= 1.25:
+        change = "about the same length"
+    elif ratio < 1:
+        change = f"{1 / max(ratio, 1e-9):.1f} times shorter"
+    else:
+        change = f"{ratio:.1f} times longer"
+    return f"Length: original {a} words, rewritten {b} words ({change})."
+
+
+def user_message(original: str, rewritten: str, hint: str | None = None) -> str:
+    middle = f"{hint}\n\n" if hint else ""
+    return f"Original text:\n{original.strip()}\n\nRewritten text:\n{rewritten.strip()}\n\n{middle}{QUESTION}"
 
 
 def render_prompt(tokenizer, original: str, rewritten: str, fmt: PromptFormat) -> str:
     """The full prompt text (special tokens included) that precedes the instruction."""
     o, r = fit_texts(tokenizer, original, rewritten, fmt.max_text_tokens)
-    msg = user_message(o, r)
+    msg = user_message(o, r, length_line(original, rewritten) if fmt.length_hint else None)
     if fmt.name == "chat":
         return tokenizer.apply_chat_template([{"role": "user", "content": msg}], tokenize=False,
                                              add_generation_prompt=True)
@@ -144,7 +172,7 @@ def training_example(tokenizer, original: str, rewritten: str, instruction: str,
     p = prompt_ids(tokenizer, original, rewritten, fmt)
     f = fmt
     while len(p) + len(tgt) > max_length and f.max_text_tokens > 16:
-        f = PromptFormat(fmt.name, max(16, f.max_text_tokens - (len(p) + len(tgt) - max_length) - 8))
+        f = replace(fmt, max_text_tokens=max(16, f.max_text_tokens - (len(p) + len(tgt) - max_length) - 8))
         p = prompt_ids(tokenizer, original, rewritten, f)
     p = p[: max_length - len(tgt)]
     return {"input_ids": p + tgt, "labels": [-100] * len(p) + tgt, "attention_mask": [1] * (len(p) + len(tgt))}

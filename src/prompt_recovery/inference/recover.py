@@ -18,7 +18,7 @@ from prompt_recovery.errors import UserError
 from prompt_recovery.inference import engines
 from prompt_recovery.inference.engines import Engine
 from prompt_recovery.inference.transformers_engine import TransformersBackend
-from prompt_recovery.prompting import PromptFormat, check_pair, get_format, postprocess, prompt_ids
+from prompt_recovery.prompting import PromptFormat, check_pair, from_meta, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
 from prompt_recovery.search.search import SearchOptions, check_options, read_suffix, wrap
 from prompt_recovery.scoring.suite import load_examples
@@ -54,8 +54,7 @@ class Recoverer:
         """Load a model for recovery on the engine `backend` names (`engines.BACKENDS`: auto, transformers,
         llama-cpp, vllm); the prompt format is the adapter's unless `prompt_format` says otherwise."""
         loaded, engine = engines.load(backend, model, adapter, device, dtype)
-        meta = loaded.adapter_meta.get("prompt_format", {})
-        fmt = get_format(prompt_format or meta.get("name"), meta.get("max_text_tokens"), loaded.tokenizer)
+        fmt = from_meta(loaded.adapter_meta.get("prompt_format", {}), loaded.tokenizer, prompt_format)
         return cls(loaded, fmt, max_new_tokens, batch_size, engine=engine)
 
     @classmethod

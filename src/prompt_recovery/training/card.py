@@ -41,7 +41,7 @@ RECIPE_FIELDS = [
     ("warmup_ratio", "warm-up ratio"), ("weight_decay", "weight decay"),
     ("per_device_train_batch_size", "batch size per device"), ("gradient_accumulation_steps", "gradient accumulation"),
     ("num_train_epochs", "epochs"), ("max_steps", "max steps"), ("max_length", "max length (tokens)"),
-    ("max_text_tokens", "prompt text budget (tokens)"), ("prompt_format", "prompt format"),
+    ("max_text_tokens", "prompt text budget (tokens)"), ("prompt_format", "prompt format"), ("length_hint", "length hint in the prompt"),
     ("typo_rate", "typo augmentation rate"), ("bpe_dropout", "BPE dropout"), ("precision", "precision"),
     ("seed", "seed"),
 ]

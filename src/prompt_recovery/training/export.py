@@ -39,7 +39,7 @@ from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.hub import check_repo_id, push_folder
 from prompt_recovery.inference import gguf_merge
-from prompt_recovery.prompting import TRUNCATION_MARK, get_format, user_message
+from prompt_recovery.prompting import TRUNCATION_MARK, from_meta, user_message
 from prompt_recovery.schema import atomic_path, atomic_write_text, check_folder_writable
 from prompt_recovery.training import card
 
@@ -207,7 +207,9 @@ def render_modelfile(tokenizer, prompt_format, gguf_file: str, *, add_bos: bool,
     template = ollama_template(tokenizer, prompt_format, add_bos)
     if '"""' in template:
         raise UserError('the chat template holds """, which a Modelfile TEMPLATE cannot')
-    example = user_message("<original text>", "<rewritten text>")
+    hint = ("Length: original <N> words, rewritten <M> words (<R> times shorter | <R> times longer | "
+            "about the same length)." if getattr(prompt_format, "length_hint", False) else None)
+    example = user_message("<original text>", "<rewritten text>", hint)
     lines = [f"# prompt-recovery: {title}" if title else "# prompt-recovery",
              "# Recovers the instruction an LLM was given from an original text and its rewrite.",
              "#",
@@ -218,6 +220,8 @@ def render_modelfile(tokenizer, prompt_format, gguf_file: str, *, add_bos: bool,
               f"# `prompt-recovery recover` first cuts the two texts to {prompt_format.max_text_tokens} tokens together",
               f"# (each keeps its beginning and ends with \"{TRUNCATION_MARK.strip()}\"); send texts that short for the",
               "# same answers. It also post-processes the answer (first line, no \"Sure, ...\" preamble or quotes).",
+              *(["# The Length line counts the words of the whole texts (before cutting); R = M/N or N/M to one",
+                 "# decimal, \"about the same length\" when M/N is between 0.8 and 1.25."] if hint else []),
               *(["# The TEMPLATE is the tokenizer's chat template rendered for one user turn (with the system",
                  "# turn it adds by default, if any; a SYSTEM message is not used)."] if prompt_format.name == "chat"
                 else ["# The TEMPLATE is the plain prompt format: the message, then a line \"Instruction:\"."]),
@@ -274,8 +278,7 @@ def export_gguf(cfg: ExportConfig) -> Path:
     out = check_export_dir(cfg.output_dir or DEFAULT_DIRS["gguf"], [adapter, cfg.model])
     tok = models.load_tokenizer(cfg.model)
     meta = models.read_adapter_meta(adapter)
-    pf = meta.get("prompt_format", {})
-    fmt = get_format(pf.get("name"), pf.get("max_text_tokens"), tok)
+    fmt = from_meta(meta.get("prompt_format", {}), tok)
 
     merged = gguf_merge.merged_gguf(base, adapter, weight_type=qtype)  # built once, cached; says so when it builds
     try:  # written 0600 (a temporary file renamed); the export, a hard link to it, shares the mode

@@ -49,6 +49,7 @@ class TrainConfig:
     init_adapter: str | None = opt(None, "start from this LoRA adapter instead of a fresh one")
     prompt_format: str = opt("chat", "prompt format (chat or plain); recorded in the adapter")
     max_text_tokens: int = opt(384, "token budget for the two texts in the prompt")
+    length_hint: bool = opt(False, "tell the model the word counts of both texts (recorded in the adapter)")
     max_length: int = opt(1024, "maximum tokens per training example (prompt + instruction + EOS)")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
@@ -322,7 +323,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
 
     model, tok, source = build_model(cfg, device, weight_dtype)
     tok.padding_side = "right"
-    fmt = get_format(cfg.prompt_format, cfg.max_text_tokens, tok)
+    fmt = get_format(cfg.prompt_format, cfg.max_text_tokens, tok, cfg.length_hint)
     noisy_tok = None
     if cfg.bpe_dropout > 0:
         noisy_tok = with_bpe_dropout(tok, cfg.bpe_dropout)

@@ -53,7 +53,7 @@ def test_output_directory_contents(trained):
               "train_log.jsonl", "loss.png", "README.md", "prompt_recovery.json"):
         assert (out / f).is_file(), f
     meta = json.loads((out / "prompt_recovery.json").read_text())
-    assert meta["prompt_format"] == {"name": "chat", "max_text_tokens": 64}
+    assert meta["prompt_format"] == {"name": "chat", "max_text_tokens": 64, "length_hint": False}
     card = (out / "README.md").read_text()
     assert "| LoRA rank r | 8 |" in card and "tiny-random-mistral" in card and "training time" in card
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -52,11 +52,21 @@ def test_report_values_and_files(tmp_path, minilm):
     # "Improve the text." vs each truth: F1 = 2/9, 4/9, 1/4, 2/5, 0
     assert r["baselines"][0]["metrics"]["token_f1"] == pytest.approx((2 / 9 + 4 / 9 + 1 / 4 + 2 / 5 + 0) / 5)
     assert r["baselines"][1]["metrics"]["exact_match"] == pytest.approx(1 / 5)
+    # paired differences against the compare file: per-row token F1 of "Rewrite this text as a poem." is known
+    paired = r["baselines"][1]["paired"]
+    other_f1 = r["baselines"][1]["metrics"]["token_f1"]
+    assert paired["token_f1"]["diff"] == pytest.approx(m["token_f1"] - other_f1)
+    assert paired["scs"]["diff"] == pytest.approx(m["scs"] - r["baselines"][1]["metrics"]["scs"], abs=1e-6)
+    lo, hi = paired["token_f1"]["ci"]
+    assert lo <= paired["token_f1"]["diff"] <= hi and lo < hi
+    assert "family_accuracy" not in paired  # no family column in this truth
+    assert "paired" not in r["baselines"][0]  # constants are not paired comparisons
     assert set(r["by_source"]) == {"set-x", "set-y"} and r["by_source"]["set-x"]["n"] == 2
     assert r["by_category"]["change_style"]["scs"] == pytest.approx(1.0, abs=1e-5)
     assert r["worst"][0]["id"] in {"a4", "a5"} and len(r["worst"]) == 5
     md = (out / "report.md").read_text()
     assert "all-MiniLM-L6-v2" in md and "Model vs baselines" in md and "![scs_hist.png](scs_hist.png)" in md
+    assert "Paired differences" in md and f"| base | token_f1 | {paired['token_f1']['diff']:+.4f} |" in md
 
 
 def test_join_errors(tmp_path):
@@ -117,3 +127,36 @@ def test_cli_evaluate_subset_and_baseline_command(tmp_path, capsys):
     out = pd.read_csv(best)
     assert list(out["id"]) == ["a1", "a2", "a3", "a4", "a5"]
     assert set(out["rewrite_prompt"]) == {rank[0]["instruction"]}
+
+
+def test_paired_difference_values_and_ci():
+    from prompt_recovery.scoring.metrics import paired_difference
+
+    d = paired_difference([1, 1, 1, 0], [0, 1, 0, 0], resamples=500, seed=0)
+    assert d["diff"] == pytest.approx(0.5)
+    assert 0.0 <= d["ci"][0] <= 0.5 <= d["ci"][1] <= 1.0
+    same = paired_difference([0.3, 0.7, 0.1], [0.3, 0.7, 0.1])
+    assert same == {"diff": 0.0, "ci": [0.0, 0.0]}  # identical systems: no difference at all, whatever the rows
+    assert paired_difference([1, 0], [0, 0], resamples=0)["ci"] is None
+    with pytest.raises(ValueError):
+        paired_difference([], [])
+
+
+def test_compare_on_the_suite_reports_a_paired_family_accuracy_difference(tmp_path, minilm):
+    from prompt_recovery.scoring.suite import load_suite
+
+    rows = load_suite()
+    truth = tmp_path / "suite.csv"
+    pd.DataFrame(rows).to_csv(truth, index=False)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": [r["rewrite_prompt"] for r in rows]}).to_csv(good, index=False)
+    pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": ["Rewrite this as a limerick."] * len(rows)}
+                 ).to_csv(bad, index=False)
+    r = ev.evaluate(cfg(tmp_path, predictions=str(good), truth=str(truth), compare=[str(bad)], constants=[""],
+                        plots=False), minilm)
+    fam = r["baselines"][0]["paired"]["family_accuracy"]
+    bad_hits = r["baselines"][0]["metrics"]["category_accuracy"]
+    assert r["family_accuracy"]["accuracy"] == 1.0
+    assert fam["diff"] == pytest.approx(1.0 - sum(ev.categorize(t["rewrite_prompt"]) == ev.categorize("Rewrite this as a limerick.") for t in rows) / len(rows))
+    assert fam["ci"][0] > 0  # a clear winner: the CI excludes 0
+    assert bad_hits < 1.0

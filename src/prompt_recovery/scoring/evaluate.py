@@ -31,8 +31,8 @@ from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import atomic_path, atomic_write_text, check_output_dir, read_table, with_row_ids
 from prompt_recovery.scoring.categories import categorize
 from prompt_recovery.scoring.embedders import Embedder
-from prompt_recovery.scoring.metrics import score
-from prompt_recovery.scoring.suite import family_accuracy, resolve
+from prompt_recovery.scoring.metrics import paired_difference, score
+from prompt_recovery.scoring.suite import family_accuracy, family_hits, resolve
 
 log = logging.getLogger("prompt_recovery.scoring.evaluate")
 
@@ -169,9 +169,11 @@ def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
         s = score([const] * len(truths), truths, embedder)
         baselines.append({"name": f"constant: {const}", "kind": "constant", "instruction": const,
                           "metrics": s.summary})
+    truth_rows = truth_df[["rewrite_prompt", "family"]].to_dict("records") if "family" in truth_df.columns else None
     for path, other in others:
         s = score(other, truths, embedder)
-        baselines.append({"name": Path(path).stem, "kind": "predictions", "file": str(path), "metrics": s.summary})
+        baselines.append({"name": Path(path).stem, "kind": "predictions", "file": str(path), "metrics": s.summary,
+                          "paired": _paired(main, s, preds, other, truth_rows, cfg)})
 
     by_category = {c: main.subset(np.array([x == c for x in cats])) for c in sorted(set(cats))}
     by_source = {}
@@ -285,6 +287,17 @@ def _fmt(metric: str, value) -> str:
     return f"{value:.2f}" if metric == "bleu" else f"{value:.4f}"
 
 
+def _paired(main, other, preds, other_preds, truth_rows, cfg) -> dict:
+    """The model minus another prediction file, row by row, with paired bootstrap CIs."""
+    out = {k: paired_difference(main.rows[r], other.rows[r], cfg.bootstrap, cfg.seed)
+           for k, r in (("scs", "scs"), ("token_f1", "token_f1"), ("category_accuracy", "category_match"))
+           if r in main.rows and r in other.rows}
+    if truth_rows is not None:
+        out["family_accuracy"] = paired_difference(family_hits(preds, truth_rows),
+                                                   family_hits(other_preds, truth_rows), cfg.bootstrap, cfg.seed)
+    return out
+
+
 def render_markdown(r: dict) -> str:
     m, ci = r["metrics"], r["ci"]
     lines = [f"# Evaluation: {r['model']}", "",
@@ -304,6 +317,15 @@ def render_markdown(r: dict) -> str:
                   f"| **{_cell(r['model'])}** | " + " | ".join(_fmt(k, m.get(k)) for k in cols) + " |"]
         for b in r["baselines"]:
             lines.append(f"| {_cell(b['name'])} | " + " | ".join(_fmt(k, b["metrics"].get(k)) for k in cols) + " |")
+        paired = [b for b in r["baselines"] if b.get("paired")]
+        if paired:
+            lines += ["", "## Paired differences (model minus the other file, same rows, paired bootstrap 95% CI)", "",
+                      "A CI that excludes 0 is a difference the rows support.", "",
+                      "| other file | metric | difference | 95% CI |", "|---|---|---|---|"]
+            for b in paired:
+                for k, v in b["paired"].items():
+                    ci = f"{v['ci'][0]:+.4f} – {v['ci'][1]:+.4f}" if v["ci"] else "–"
+                    lines.append(f"| {_cell(b['name'])} | {k} | {v['diff']:+.4f} | {ci} |")
     for field, title in (("by_category", "By category of the true instruction"), ("by_source", "By source")):
         if r[field]:
             lines += ["", f"## {title}", "", "| group | n | scs | bleu | token_f1 | category acc. |",
@@ -341,5 +363,9 @@ def run(cfg: EvaluateConfig) -> int:
         print(f"family accuracy: {f['accuracy']:.3f} ({f['correct']}/{f['n']})")
     for b in r["baselines"]:
         print(f"  baseline {_short(b['name'], 60)}: SCS={b['metrics']['scs']:.4f}  BLEU={b['metrics']['bleu']:.2f}")
+        for k, v in (b.get("paired") or {}).items():
+            if k in ("scs", "family_accuracy"):
+                ci = f" (95% CI {v['ci'][0]:+.4f} – {v['ci'][1]:+.4f})" if v["ci"] else ""
+                print(f"    model minus it, {k}: {v['diff']:+.4f}{ci}")
     print(f"report: {Path(cfg.output_dir) / 'report.md'}")
     return 0

@@ -51,17 +51,21 @@ def load_examples() -> list[dict]:
     return [rows[i] for i in EXAMPLE_IDS]
 
 
+def family_hits(predictions, truth_rows) -> list[int]:
+    """Per row: 1 when the prediction's category equals the true instruction's, else 0."""
+    if len(predictions) != len(truth_rows):
+        raise ValueError(f"{len(predictions)} predictions for {len(truth_rows)} truth rows")
+    return [int(categorize(p) == categorize(row["rewrite_prompt"])) for p, row in zip(predictions, truth_rows)]
+
+
 def family_accuracy(predictions, truth_rows) -> dict:
     """Share of predictions whose category equals the true instruction's, overall and per family.
 
     `truth_rows` are dicts with ``rewrite_prompt`` and ``family``; returns
     ``{"accuracy": float, "n": int, "families": {family: {"accuracy", "n", "correct"}}}``.
     """
-    if len(predictions) != len(truth_rows):
-        raise ValueError(f"{len(predictions)} predictions for {len(truth_rows)} truth rows")
     fams: dict[str, list[int]] = {}
-    for pred, row in zip(predictions, truth_rows):
-        ok = int(categorize(pred) == categorize(row["rewrite_prompt"]))
+    for ok, row in zip(family_hits(predictions, truth_rows), truth_rows):
         fams.setdefault(str(row.get("family") or "(none)"), []).append(ok)
     n = sum(len(v) for v in fams.values())
     correct = sum(sum(v) for v in fams.values())

@@ -72,6 +72,27 @@ def test_saved_adapter_reloads_and_generates_the_same_tokens(trained):
         assert torch.equal(model.generate(input_ids=ids, **kw), reloaded.generate(input_ids=ids, **kw))
 
 
+def test_recoverer_uses_the_length_hint_the_adapter_records(trained, tmp_path):
+    """An adapter trained with `length_hint` records it; `Recoverer.load` reads it back, so recovery prompts
+    carry the same Length line as the training examples (and adapters without it get none)."""
+    import shutil
+
+    from prompt_recovery import Recoverer
+
+    plain = Recoverer.load("tiny-random-mistral", str(trained.output_dir), backend="transformers")
+    assert plain.prompt_format.length_hint is False
+    hinted_dir = tmp_path / "hinted"
+    shutil.copytree(trained.output_dir, hinted_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    meta = json.loads((hinted_dir / models.ADAPTER_META).read_text())
+    meta["prompt_format"]["length_hint"] = True
+    (hinted_dir / models.ADAPTER_META).write_text(json.dumps(meta))
+    hinted = Recoverer.load("tiny-random-mistral", str(hinted_dir), backend="transformers")
+    assert hinted.prompt_format == plain.prompt_format.__class__("chat", 64, True)
+    text = hinted.tokenizer.decode(hinted.prompt_ids("one two three four", "one"))
+    assert "Length: original 4 words, rewritten 1 words (4.0 times shorter)." in text
+    assert "Length:" not in plain.tokenizer.decode(plain.prompt_ids("one two three four", "one"))
+
+
 def test_dataset_labels_keep_eos_and_typos_change_inputs():
     tok = models.tiny_tokenizer(True)
     rows = load_rows(TOY)

@@ -75,6 +75,13 @@ def test_search_recoverer_chooses_among_its_candidates(tiny, minilm):
                                                           "Make it sound like a pirate."} | set(greedy)
 
 
+def test_search_recoverer_rejects_an_empty_text_before_any_work(tiny, minilm):
+    sr = SearchRecoverer(tiny, SearchOptions(candidates=3, select="mbr"), embedder=minilm)
+    with pytest.raises(UserError, match="the rewritten text is empty"):
+        sr.recover_batch([("Fine text.", "Also fine."), ("Fine text.", "   ")])
+    assert sr.last_details == []  # nothing chosen: the check ran before candidates were generated
+
+
 def test_model_candidates_are_distinct_with_greedy_first(tiny):
     pairs = [("The report is due Friday.", "Roses are red, the report is due.")]
     [c] = model_candidates(tiny, pairs, 4)

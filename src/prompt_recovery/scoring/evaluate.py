@@ -170,10 +170,12 @@ def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
         baselines.append({"name": f"constant: {const}", "kind": "constant", "instruction": const,
                           "metrics": s.summary})
     truth_rows = truth_df[["rewrite_prompt", "family"]].to_dict("records") if "family" in truth_df.columns else None
+    hits = family_hits(preds, truth_rows) if truth_rows is not None else None
     for path, other in others:
         s = score(other, truths, embedder)
+        other_hits = family_hits(other, truth_rows) if truth_rows is not None else None
         baselines.append({"name": Path(path).stem, "kind": "predictions", "file": str(path), "metrics": s.summary,
-                          "paired": _paired(main, s, preds, other, truth_rows, cfg)})
+                          "paired": _paired(main, s, hits, other_hits, cfg)})
 
     by_category = {c: main.subset(np.array([x == c for x in cats])) for c in sorted(set(cats))}
     by_source = {}
@@ -287,14 +289,14 @@ def _fmt(metric: str, value) -> str:
     return f"{value:.2f}" if metric == "bleu" else f"{value:.4f}"
 
 
-def _paired(main, other, preds, other_preds, truth_rows, cfg) -> dict:
-    """The model minus another prediction file, row by row, with paired bootstrap CIs."""
+def _paired(main, other, hits, other_hits, cfg) -> dict:
+    """The model minus another prediction file, row by row, with paired bootstrap CIs (family accuracy
+    from the per-row family hits, when the truth has families)."""
     out = {k: paired_difference(main.rows[r], other.rows[r], cfg.bootstrap, cfg.seed)
            for k, r in (("scs", "scs"), ("token_f1", "token_f1"), ("category_accuracy", "category_match"))
            if r in main.rows and r in other.rows}
-    if truth_rows is not None:
-        out["family_accuracy"] = paired_difference(family_hits(preds, truth_rows),
-                                                   family_hits(other_preds, truth_rows), cfg.bootstrap, cfg.seed)
+    if hits is not None:
+        out["family_accuracy"] = paired_difference(hits, other_hits, cfg.bootstrap, cfg.seed)
     return out
 
 

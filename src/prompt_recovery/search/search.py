@@ -32,7 +32,6 @@ from typing import Sequence
 from prompt_recovery.config import opt
 from prompt_recovery.data.rewriters import make_rewriter
 from prompt_recovery.errors import UserError
-from prompt_recovery.prompting import check_pair
 from prompt_recovery.schema import read_text_file
 from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import sharpen
@@ -168,9 +167,7 @@ class SearchRecoverer:
 
     def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
                       progress: bool = False) -> list[str]:
-        for o, r in pairs:
-            check_pair(o, r)
-        cands = self.candidate_lists(pairs, batch_size)
+        cands = self.candidate_lists(pairs, batch_size)  # the base recoverer checks the pairs first
         if self.o.select == "replay" and any(len(c) > 1 for c in cands):
             choices = self.replayer.choose(pairs, cands, progress=progress)
             picked = [(ch.index, ch.scores) for ch in choices]

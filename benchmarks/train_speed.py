@@ -3,9 +3,11 @@
     python benchmarks/train_speed.py --data ../shared/data/public_triples/train.csv --steps 20 [--all]
 
 Measures, in one run, the previous default path (bf16 autocast, one padded example per
-micro-batch x 4 accumulation steps) and the preset's current settings (and with --all the other
-candidates: fp32/bf16 x padded/packed), then prints `speedup X` (new over previous tokens/s) and
-`mfu X` as the last two lines.
+micro-batch x 4 accumulation steps, one process on all threads), the preset's settings in one
+process, and the preset itself (`processes: 0`: one single-threaded process per core, launched
+with torchrun as `train` launches them; with --all also the other candidates: fp32/bf16 x
+padded/packed), then prints `speedup X` (new over previous tokens/s) and `mfu X` as the last two lines.
+Peak RSS is the largest of this process and its worker processes (per process, not summed).
 
 Trains `configs/smollm2-135m-cpu.yaml` (overridable) for a fixed number of optimiser steps on
 real rows and prints tokens/s (real, unpadded tokens), peak RSS and, as the last line,
@@ -18,6 +20,7 @@ N = non-embedding parameters with the LM head counted. The first step is warm-up
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -47,7 +50,9 @@ def non_embedding_params(model) -> int:
 
 # the default path before the throughput work: bf16 autocast, one example per micro-batch, padded
 PREVIOUS_DEFAULT = {"precision": "bf16", "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
-                    "packing": False, "target_logits_only": False, "pad_to_multiple_of": 32}
+                    "packing": False, "target_logits_only": False, "pad_to_multiple_of": 32, "processes": 1}
+# the preset's settings in one process using every thread (what `processes` replaced)
+ONE_PROCESS = {"processes": 1}
 # what else --all measures (same 4 examples per optimiser update, so the same computation)
 CANDIDATES = {
     "fp32, 1x4 padded, all logits": {"precision": "fp32", "per_device_train_batch_size": 1,
@@ -69,7 +74,41 @@ CANDIDATES = {
 
 
 def measure(values: dict, steps: int) -> dict:
-    """Train `steps` + 1 optimiser steps with `values`; tokens/s (real tokens) from step 2 on, achieved FLOP/s."""
+    """Train `steps` + 1 optimiser steps with `values`; tokens/s (real tokens) from step 2 on, achieved FLOP/s.
+
+    Settings that train in several processes (`processes`, training.launch) run as torchrun workers
+    (`--worker`): tokens/s = all workers' tokens over the slowest worker's time."""
+    from prompt_recovery.training.launch import cpu_processes
+
+    n = cpu_processes(values.get("processes", 1), values.get("gradient_accumulation_steps", 4))
+    if n > 1 and "WORLD_SIZE" not in os.environ:
+        return measure_processes(values, steps, n)
+    return measure_here(values, steps)
+
+
+def measure_processes(values: dict, steps: int, n: int) -> dict:
+    import json
+    import subprocess
+
+    import yaml
+
+    from prompt_recovery.config import make_config
+    from prompt_recovery.training.train import TrainConfig
+
+    work = Path(tempfile.mkdtemp(prefix="train_speed_ddp_"))
+    (work / "config.yaml").write_text(yaml.safe_dump(values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                    __file__, "--worker", str(work / "config.yaml"), "--steps", str(steps)],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in range(n)]
+    tok_s = sum(r["tokens"] for r in ranks) / max(r["elapsed"] for r in ranks)
+    n_params = ranks[0]["n_params"]
+    return {"tok_s": tok_s, "flops": 4 * n_params * tok_s, "n_params": n_params, "loss": ranks[0]["loss"],
+            "cfg": make_config(TrainConfig, values), "processes": n}
+
+
+def measure_here(values: dict, steps: int) -> dict:
     from transformers import TrainerCallback
 
     from prompt_recovery.config import make_config
@@ -107,7 +146,19 @@ def measure(values: dict, steps: int) -> dict:
     # tokens counted from step 2 on (the dataloader fetches one batch ahead: close enough over many steps)
     tok_s = timer.tokens / elapsed
     return {"tok_s": tok_s, "flops": 4 * timer.n_params * tok_s, "n_params": timer.n_params,
-            "loss": res.metrics.get("train_loss", float("nan")), "cfg": cfg}
+            "loss": res.metrics.get("train_loss", float("nan")), "cfg": cfg, "tokens": timer.tokens,
+            "elapsed": elapsed, "processes": 1}
+
+
+def worker(config: str, steps: int) -> None:
+    """One torchrun worker of `measure_processes`: writes rank{RANK}.json beside `config`."""
+    import json
+
+    from prompt_recovery.config import load_yaml
+
+    r = measure_here(load_yaml(config), steps)
+    (Path(config).parent / f"rank{os.environ['RANK']}.json").write_text(json.dumps(
+        {k: r[k] for k in ("tokens", "elapsed", "n_params", "loss")}))
 
 
 def main() -> None:
@@ -119,9 +170,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--all", action="store_true", help="also measure the other candidates (precision x packing)")
     ap.add_argument("--only", nargs="*", default=None, help="with --all: measure only these candidates (names)")
+    ap.add_argument("--worker", metavar="CONFIG", help=argparse.SUPPRESS)  # internal: one torchrun worker
     args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker, args.steps)
 
-    import os
     import platform
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
@@ -141,17 +194,19 @@ def main() -> None:
     runs = {"previous default (bf16, 1x4 padded)": {**preset, **PREVIOUS_DEFAULT}}
     if args.all:
         runs.update({k: {**preset, **v} for k, v in CANDIDATES.items() if args.only is None or k in args.only})
+    runs["the preset in one process (all threads)"] = {**preset, **ONE_PROCESS}
     runs["new default (the preset)"] = dict(preset)
     results = {}
     for name, values in runs.items():
         values = {**values, **common, "output_dir": tempfile.mkdtemp(prefix="train_speed_")}
         r = results[name] = measure(values, args.steps)
         c = r["cfg"]
-        print(f"{name}: precision {c.precision}, batch {c.per_device_train_batch_size}x{c.gradient_accumulation_steps}"
+        print(f"{name}: {r['processes']} process(es), precision {c.precision}, "
+              f"batch {c.per_device_train_batch_size}x{c.gradient_accumulation_steps}"
               f"{' packed' if c.packing else ''}{', target logits' if c.target_logits_only else ''}: tokens/s {r['tok_s']:.1f}, {r['flops'] / 1e9:.1f} GFLOP/s, "
               f"train loss {r['loss']:.3f}", flush=True)
     new, old = results["new default (the preset)"], results["previous default (bf16, 1x4 padded)"]
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss_gb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 2**20
     print(f"N = {new['n_params'] / 1e6:.1f}M non-embedding params, {args.steps} timed steps each; peak RSS {rss_gb:.2f} GB")
     print(f"achieved {new['flops'] / 1e9:.1f} GFLOP/s (4*N per token); best matmul {peaks[best_dtype] / 1e9:.0f} GFLOP/s "
           f"({best_dtype})")

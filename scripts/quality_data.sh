@@ -41,7 +41,8 @@ def part(path, name):
 pub = part("runs/data/isplit/train.jsonl", "public").sample(1000, random_state=0)
 hw = part("runs/data/handwritten.kept.jsonl", "handwritten")
 syn = part("runs/data/synthetic.clean.kept.jsonl", "synthetic").sample(600, random_state=0)
-mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn]}
+hw2 = hw.assign(id=hw["id"] + "~2")  # a second copy: hand-written rows weighted 2x (R7)
+mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_pub1k_hw2_syn600": [pub, hw, hw2, syn]}
 for name, parts in mixes.items():
     m = pd.concat(parts).sample(frac=1, random_state=0)
     m.to_json(f"runs/data/{name}.jsonl", orient="records", lines=True, force_ascii=False)

@@ -62,3 +62,13 @@ def bf16_faster_than_fp32(seconds: float = 0.15) -> bool:
 
     shape = (512, 576, 1536)  # a training micro-batch through one of SmolLM2's MLP projections
     return matmul_rate(torch.bfloat16, *shape, seconds) > 1.1 * matmul_rate(torch.float32, *shape, seconds)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under `taskset`), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -35,6 +35,7 @@ from prompt_recovery.prompting import get_format
 from prompt_recovery.schema import atomic_write_text
 from prompt_recovery.training.card import write_model_card
 from prompt_recovery.training.dataset import RecoveryDataset, hold_out_originals, load_rows, make_collator
+from prompt_recovery.training.launch import accumulation_per_process, launch, should_launch
 
 @dataclass
 class TrainConfig:
@@ -81,6 +82,9 @@ class TrainConfig:
                         "example, attention stays within it): no compute on padding")
     seed: int = opt(42, "random seed")
     device: str = opt("auto", "auto, cpu or cuda")
+    processes: int = opt(1, "CPU: train in this many single-threaded processes (DDP over gloo, launched by train "
+                         "itself; 0 = one per core). gradient_accumulation_steps counts micro-batches per update "
+                         "across all of them (training.launch)")
     resume: bool = opt(True, "resume from the last checkpoint in output_dir/checkpoints if there is one")
     push_to_hub: str | None = opt(None, "then upload the output folder (adapter + card, without checkpoints/) to "
                                   "this Hugging Face Hub model repo, OWNER/NAME")
@@ -338,7 +342,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=max(1, cfg.per_device_train_batch_size),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_per_process(cfg),
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=0,
         weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
         logging_steps=cfg.logging_steps, logging_first_step=True,
@@ -396,5 +400,9 @@ def _num(v):
 
 
 def run(cfg: TrainConfig) -> int:
+    n = should_launch(cfg, models.resolve_device(cfg.device))
+    if n:
+        load_rows(cfg.train_data, 1, cfg.seed)  # a bad path or table fails here, in one line, not in n workers
+        return launch(cfg, n)
     train(cfg)
     return 0

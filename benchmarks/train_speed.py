@@ -104,7 +104,8 @@ def measure_processes(values: dict, steps: int, n: int) -> dict:
     ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in range(n)]
     tok_s = sum(r["tokens"] for r in ranks) / max(r["elapsed"] for r in ranks)
     n_params = ranks[0]["n_params"]
-    return {"tok_s": tok_s, "flops": 4 * n_params * tok_s, "n_params": n_params, "loss": ranks[0]["loss"],
+    loss = sum(r["loss"] for r in ranks) / n  # each worker's mean loss over its own examples
+    return {"tok_s": tok_s, "flops": 4 * n_params * tok_s, "n_params": n_params, "loss": loss,
             "cfg": make_config(TrainConfig, values), "processes": n}
 
 

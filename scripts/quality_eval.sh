@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Score one recovery model on the three quality measures of docs/quality.md, same rows for every model:
-#   bash scripts/quality_eval.sh ADAPTER NAME [MODEL=smollm2-135m]
+#   bash scripts/quality_eval.sh ADAPTER NAME [MODEL=smollm2-135m] [PREDICT OPTIONS...]
+#   PARTS="heldout suite" bash scripts/quality_eval.sh runs/exp/r7 r7beam4 smollm2-135m --candidates 4   # a test-time option
 # - heldout: instruction-disjoint held-out split of the public data (runs/data/isplit/heldout_unseen.jsonl,
 #   built by scripts/quality_data.sh; whole instruction clusters and their originals never trained on)
 # - dev: the public dev split (shares its prompt style with train: overstates quality)
@@ -11,11 +12,13 @@ cd "$(dirname "$0")/.."
 ADAPTER=${1:?adapter directory (or default / none)}
 NAME=${2:?a name for this model}
 MODEL=${3:-smollm2-135m}
+shift $(( $# < 3 ? $# : 3 ))
+PARTS=${PARTS:-heldout dev suite}
 PR=".venv/bin/prompt-recovery"
 mkdir -p runs/pred runs/eval
 declare -A TRUTH=([heldout]=runs/data/isplit/heldout_unseen.jsonl [dev]=runs/data/dev.clean.jsonl [suite]=suite)
-for part in heldout dev suite; do
-  $PR predict "${TRUTH[$part]}" -o "runs/pred/${NAME}_$part.csv" --model "$MODEL" --adapter "$ADAPTER"
+for part in $PARTS; do
+  $PR predict "${TRUTH[$part]}" -o "runs/pred/${NAME}_$part.csv" --model "$MODEL" --adapter "$ADAPTER" "$@"
   $PR evaluate "runs/pred/${NAME}_$part.csv" --truth "${TRUTH[$part]}" -d "runs/eval/${NAME}_$part" --no-plots \
       --constants "" | head -2
 done

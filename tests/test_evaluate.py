@@ -160,3 +160,16 @@ def test_compare_on_the_suite_reports_a_paired_family_accuracy_difference(tmp_pa
     assert fam["diff"] == pytest.approx(1.0 - sum(ev.categorize(t["rewrite_prompt"]) == ev.categorize("Rewrite this as a limerick.") for t in rows) / len(rows))
     assert fam["ci"][0] > 0  # a clear winner: the CI excludes 0
     assert bad_hits < 1.0
+
+
+def test_the_second_scorer_is_selectable_by_name(tmp_path):
+    """`--embedder smollm2-tokens` (the scorer that shares nothing with MiniLM) works in evaluate: true
+    instructions score 1 against themselves, the fixture predictions less."""
+    same = tmp_path / "same.csv"
+    pd.read_csv(TRUTH)[["id", "rewrite_prompt"]].to_csv(same, index=False)
+    perfect = ev.evaluate(cfg(tmp_path, predictions=str(same), embedder="smollm2-tokens", constants=[""],
+                              plots=False))
+    assert perfect["embedder"] == "smollm2-tokens"
+    assert perfect["metrics"]["scs"] == pytest.approx(1.0, abs=1e-5)
+    r = ev.evaluate(cfg(tmp_path, embedder="smollm2-tokens", constants=[""], plots=False))
+    assert 0 < r["metrics"]["scs"] < 0.95

@@ -149,7 +149,7 @@ class Embedder(CachingEncoder):
 class TokenMeanEmbedder(CachingEncoder):
     """Centred mean of a language model's input token embeddings (see module docstring)."""
 
-    def __init__(self, matrix, tokenizer, name: str, remove_top: int = 10):
+    def __init__(self, matrix, tokenizer, name: str, remove_top: int = 10, source: str = ""):
         import numpy as np
 
         super().__init__()
@@ -161,6 +161,7 @@ class TokenMeanEmbedder(CachingEncoder):
         self.top = vecs[:, ::-1][:, :remove_top].astype(np.float32)  # principal directions to remove
         self.tokenizer = tokenizer
         self.name = name
+        self.source = source or f"input token embeddings of {TOKEN_EMBEDDERS.get(name, name)}"
         self.dim = m.shape[1]
 
     @classmethod

@@ -30,7 +30,7 @@ from prompt_recovery.errors import UserError
 from prompt_recovery.prompting import DEFAULT_INSTRUCTION
 from prompt_recovery.schema import atomic_path, atomic_write_text, check_output_dir, read_table, with_row_ids
 from prompt_recovery.scoring.categories import categorize
-from prompt_recovery.scoring.embedders import Embedder
+from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import paired_difference, score
 from prompt_recovery.scoring.suite import family_accuracy, family_hits, resolve
 
@@ -44,7 +44,8 @@ class EvaluateConfig:
     truth: str | None = opt(None, "file with the true instructions: id, rewrite_prompt [, category, source]")
     output_dir: str | None = opt(None, "folder for report.json, report.md and the plots", aliases=("-d",))
     embedder: str = opt("minilm", "sentence embedder for SCS: minilm (offline default), sentence-t5-base "
-                        "(the competition's, if available locally) or a local sentence-transformers directory")
+                        "(the competition's, if available locally), a local sentence-transformers directory, or "
+                        "smollm2-tokens (a second scorer that shares nothing with MiniLM: docs/search.md)")
     constants: list[str] = opt(None, "constant instructions scored as baselines on the same rows ('' for none)",
                                default_factory=lambda: [DEFAULT_INSTRUCTION])
     compare: list[str] = opt(None, "other prediction files scored as baselines on the same rows "
@@ -156,7 +157,7 @@ def evaluate(cfg: EvaluateConfig, embedder=None, progress: bool = True) -> dict:
     empty_truth = sum(1 for t in truths if not t.strip())
     if empty_truth:
         log.warning("%d truth rows have an empty rewrite_prompt; they are scored as they are", empty_truth)
-    embedder = embedder or Embedder.load(cfg.embedder)
+    embedder = embedder or load_embedder(cfg.embedder)
     others = [(path, join(read_predictions(path), truth_df, path, subset=False)[1]) for path in cfg.compare or []]
     consts = [c for c in cfg.constants or [] if c.strip()]
     embed_with_progress(embedder, [*preds, *truths, *consts, *(t for _, o in others for t in o)], progress)

@@ -333,8 +333,9 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         noisy_tok = with_bpe_dropout(tok, cfg.bpe_dropout)
     train_ds = RecoveryDataset(rows, tok, fmt, cfg.max_length, cfg.typo_rate, cfg.typo_fraction, noisy_tok, cfg.seed)
     val_ds = RecoveryDataset(val_rows, tok, fmt, cfg.max_length) if val_rows else None
-    print(f"train: {len(train_ds)} examples ({train_ds.token_count()} tokens), {len(val_ds or [])} validation; "
-          f"base {source} on {device}; format {fmt.name}/{fmt.max_text_tokens}")
+    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
+        print(f"train: {len(train_ds)} examples ({train_ds.token_count()} tokens), {len(val_ds or [])} validation; "
+              f"base {source} on {device}; format {fmt.name}/{fmt.max_text_tokens}")
 
     strategy = "steps" if cfg.eval_steps else "epoch"
     has_val = val_ds is not None and len(val_ds) > 0

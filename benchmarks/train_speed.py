@@ -93,14 +93,15 @@ def measure_processes(values: dict, steps: int, n: int) -> dict:
     import yaml
 
     from prompt_recovery.config import make_config
+    from prompt_recovery.training.launch import torchrun
     from prompt_recovery.training.train import TrainConfig
 
     work = Path(tempfile.mkdtemp(prefix="train_speed_ddp_"))
     (work / "config.yaml").write_text(yaml.safe_dump(values))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-                    __file__, "--worker", str(work / "config.yaml"), "--steps", str(steps)],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    rc = torchrun(n, [__file__, "--worker", str(work / "config.yaml"), "--steps", str(steps)],
+                  stdout=subprocess.DEVNULL)
+    if rc:
+        sys.exit(f"train_speed: the {n} worker processes failed (exit status {rc})")
     ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in range(n)]
     tok_s = sum(r["tokens"] for r in ranks) / max(r["elapsed"] for r in ranks)
     n_params = ranks[0]["n_params"]

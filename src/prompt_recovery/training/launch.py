@@ -3,10 +3,10 @@
     prompt-recovery train --config configs/smollm2-135m-cpu.yaml                  # processes: 0 = one per core
     prompt-recovery train --config configs/smollm2-135m-cpu.yaml --processes 1    # one process, all threads
 
-On a small model PyTorch's threads scale poorly inside one process (about 1.4x for 2 cores), while
+On a small model PyTorch's threads scale poorly inside one process (about 1.6x for 2 cores), while
 N processes x 1 thread each train on their own examples and only all-reduce the LoRA gradients
-once per micro-batch: 1.17x faster than one 2-thread process on a 2-core Xeon, the same
-loss (docs/training_speed.md). `gradient_accumulation_steps` counts micro-batches per optimiser
+once per optimiser update: 1.26x faster than one 2-thread process on a 2-core Xeon, the same
+loss (`benchmarks/train_speed.py`, docs/training_speed.md). `gradient_accumulation_steps` counts micro-batches per optimiser
 update across all the processes, so a preset trains the same updates (per_device_train_batch_size
 x gradient_accumulation_steps examples each) whatever the number of processes; each process
 accumulates gradient_accumulation_steps / N of them.
@@ -51,10 +51,7 @@ def accumulation_per_process(cfg) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.processes == 1 or world <= 1:
         return cfg.gradient_accumulation_steps
-    if cfg.gradient_accumulation_steps % world:
-        raise UserError(f"train: gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be a "
-                        f"multiple of the {world} processes")
-    return cfg.gradient_accumulation_steps // world
+    return cfg.gradient_accumulation_steps // cpu_processes(world, cfg.gradient_accumulation_steps)
 
 
 def should_launch(cfg, device: str) -> int:
@@ -65,19 +62,24 @@ def should_launch(cfg, device: str) -> int:
     return n if n > 1 else 0
 
 
+def torchrun(n: int, args: list[str], **kwargs) -> int:
+    """`python -m torch.distributed.run --standalone --nproc_per_node n ARGS` with one thread per process;
+    its exit status (`kwargs` go to subprocess.run)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
+    return subprocess.run(cmd, env=env, **kwargs).returncode
+
+
 def launch(cfg, n: int) -> int:
-    """Run `cfg` as `n` single-threaded torchrun workers; returns their exit status."""
+    """Run `cfg` as `n` single-threaded torchrun workers."""
     import yaml
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / LAUNCHED_CONFIG
     atomic_write_text(config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "-m", "prompt_recovery.cli", "train", "--config", str(config_path)]
     print(f"train: {n} processes x 1 thread (DDP over gloo; --processes 1 trains in one process)", flush=True)
-    rc = subprocess.run(cmd, env=env).returncode
+    rc = torchrun(n, ["-m", "prompt_recovery.cli", "train", "--config", str(config_path)])
     if rc != 0:
         raise UserError(f"train: a training process failed (exit status {rc}; its message is above). "
                         f"The same command resumes from the last checkpoint.")

@@ -342,3 +342,35 @@ def test_target_logit_loss_equals_the_full_loss_with_the_same_gradients():
     # with gradient accumulation the Trainer passes the token count of all micro-batches
     summed, _ = target_logit_loss(model, batch, num_items_in_batch=2 * n_labels)
     assert summed.item() == pytest.approx(full.item() / 2, rel=1e-5)
+
+
+def test_full_fine_tune_trains_every_weight_and_reloads_as_a_model(tmp_path, tiny_cfg):
+    """`finetune: full` trains the base weights themselves and writes a whole model that `--model DIR
+    --adapter none` loads with the prompt format it was trained with (read from the model folder)."""
+    from prompt_recovery import Recoverer
+
+    out = tmp_path / "full"
+    res = train(tiny_cfg(out, finetune="full", learning_rate=3e-3, max_steps=20, length_hint=True))
+    losses = [r["loss"] for r in log_records(out) if "loss" in r]
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert not (out / "adapter_config.json").exists()
+    fresh, _ = models.tiny_random("mistral")
+    saved = load_file(str(out / "model.safetensors"))
+    changed = [k for k, w in fresh.state_dict().items() if k in saved and not torch.equal(saved[k], w)]
+    assert len(changed) >= 0.9 * len(saved), f"only {len(changed)} of {len(saved)} weights trained"
+    assert "fully fine-tuned" in (out / "README.md").read_text() and "LoRA rank" not in (out / "README.md").read_text()
+
+    rec = Recoverer.load(str(out), "none", backend="transformers")
+    assert rec.prompt_format == rec.prompt_format.__class__("chat", 64, True)
+    ids = torch.tensor([rec.prompt_ids("The cat sat on the mat.", "Arr the cat be on the mat.")])
+    kw = dict(max_new_tokens=8, do_sample=False, pad_token_id=rec.tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.equal(res.model.eval().generate(input_ids=ids, **kw), rec.loaded.model.generate(input_ids=ids, **kw))
+
+
+def test_full_fine_tune_refuses_a_lora_start(tmp_path, tiny_cfg):
+    from prompt_recovery.errors import UserError
+
+    with pytest.raises(UserError, match="init_adapter starts a LoRA run"):
+        tiny_cfg(tmp_path, finetune="full", init_adapter=str(tmp_path)).validate()

@@ -381,6 +381,19 @@ def read_adapter_meta(adapter: str | None) -> dict:
     return {}
 
 
+def model_meta(source: str | None, adapter: str | None) -> dict:
+    """The prompt-recovery metadata that goes with a loaded model: the adapter's ``prompt_recovery.json``, or,
+    without an adapter, the one in a model directory (a full fine-tune or an `export`) or beside a .gguf file."""
+    if adapter:
+        return read_adapter_meta(adapter)
+    if source:
+        p = Path(source)
+        folder = p.parent if p.suffix == ".gguf" else p
+        if (folder / ADAPTER_META).is_file():
+            return json.loads((folder / ADAPTER_META).read_text())
+    return {}
+
+
 def write_adapter_meta(adapter_dir: str | Path, meta: dict) -> None:
     Path(adapter_dir, ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -431,7 +444,7 @@ def load(model: str = "smollm2-135m", adapter: str | None = "default", device: s
     """The one loader: base model + tokenizer (+ LoRA adapter, merged for fast inference)."""
     m, tok, source = load_base(model, device, dtype)
     adapter_path = resolve_adapter(model, adapter)
-    meta = read_adapter_meta(adapter_path)
+    meta = model_meta(source, adapter_path)
     if adapter_path:
         m = attach_adapter(m, adapter_path)
         if merge:

@@ -362,6 +362,6 @@ def load_llama_cpp(model: str, adapter: str | None = "default", n_threads: int |
     tok = models.load_tokenizer(model)
     qtype = gguf_type(weight_type)
     engine = LlamaCppBackend(merged_gguf(base, adapter_path, weight_type=qtype), tok, n_threads=n_threads)
-    loaded = models.Loaded(None, tok, model, str(base), adapter_path, models.read_adapter_meta(adapter_path),
+    loaded = models.Loaded(None, tok, model, str(base), adapter_path, models.model_meta(str(base), adapter_path),
                            "cpu", f"{qtype} GGUF, {engine.describe()}")
     return loaded, engine

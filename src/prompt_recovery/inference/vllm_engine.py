@@ -67,6 +67,6 @@ def load_vllm(model: str, adapter: str | None = "default", dtype: str = "auto"):
     adapter_path = models.resolve_adapter(model, adapter)
     tok = models.load_tokenizer(model)
     engine = VLLMBackend(source, tok, adapter_path, dtype=dtype)
-    loaded = models.Loaded(None, tok, model, source, adapter_path, models.read_adapter_meta(adapter_path), "cuda",
+    loaded = models.Loaded(None, tok, model, source, adapter_path, models.model_meta(source, adapter_path), "cuda",
                            dtype)
     return loaded, engine

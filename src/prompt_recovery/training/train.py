@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of a recovery model (PEFT + transformers Trainer), CPU or GPU, 1..N processes.
+"""Fine-tuning of a recovery model (PEFT LoRA, or every weight) with the transformers Trainer, CPU or GPU, 1..N processes.
 
     prompt-recovery train --config configs/smollm2-135m-cpu.yaml
     prompt-recovery train --config configs/smollm2-135m-cpu.yaml --max-steps 50 --output-dir runs/try
@@ -9,7 +9,8 @@ Data: any table `schema.read_table` reads (CSV/JSONL/Parquet) with original_text
 rewritten_text (`training.dataset`). Each row becomes `prompting.training_example` (the one prompt
 format): the loss covers only the instruction tokens and the EOS after them; the prompt is masked.
 
-The output directory holds the PEFT adapter (adapter_config.json, adapter_model.safetensors),
+The output directory holds the PEFT adapter (adapter_config.json, adapter_model.safetensors; with
+`finetune: full` the whole model instead: config.json, model.safetensors),
 tokenizer files, `prompt_recovery.json` (prompt format), `train_config.yaml` (resolved config),
 `train_log.jsonl` (every logged step, appended as training goes), `loss.png` and a model card
 `README.md`. Checkpoints go to `output_dir/checkpoints/`; the same command resumes a killed run
@@ -52,6 +53,9 @@ class TrainConfig:
     max_text_tokens: int = opt(384, "token budget for the two texts in the prompt")
     length_hint: bool = opt(False, "tell the model the word counts of both texts (recorded in the adapter)")
     max_length: int = opt(1024, "maximum tokens per training example (prompt + instruction + EOS)")
+    finetune: str = opt("lora", "lora (train a PEFT LoRA adapter: the output is the adapter) or full (train every "
+                        "weight: the output is a whole model, used as --model DIR --adapter none)",
+                        choices=("lora", "full"))
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
     lora_dropout: float = opt(0.05, "LoRA dropout")
@@ -92,7 +96,13 @@ class TrainConfig:
     def validate(self):
         if not self.train_data:
             raise UserError("train: give the training data (a positional path or train_data in the YAML config)")
-        if self.lora_r <= 0 or self.per_device_train_batch_size <= 0 or self.gradient_accumulation_steps <= 0:
+        if self.finetune not in ("lora", "full"):
+            raise UserError(f"train: finetune must be lora or full, not {self.finetune!r}")
+        if self.finetune == "full" and self.init_adapter:
+            raise UserError("train: init_adapter starts a LoRA run; a full fine-tune starts from --model "
+                            "(give a fully fine-tuned model's directory there to continue it)")
+        if (self.finetune == "lora" and self.lora_r <= 0) or self.per_device_train_batch_size <= 0 \
+                or self.gradient_accumulation_steps <= 0:
             raise UserError("train: lora_r, batch size and gradient accumulation must be positive")
 
 
@@ -107,6 +117,9 @@ def build_model(cfg: TrainConfig, device: str, dtype):
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
+    if cfg.finetune == "full":
+        base.requires_grad_(True)
+        return base, tok, source
     if cfg.init_adapter:
         model = models.attach_adapter(base, models.resolve_adapter(cfg.model, cfg.init_adapter), trainable=True)
     else:
@@ -301,7 +314,7 @@ def _hardware() -> str:
 @dataclass
 class TrainResult:
     output_dir: Path
-    model: object  # the trained PeftModel (LoRA not merged)
+    model: object  # the trained PeftModel (LoRA not merged), or the whole model with finetune: full
     metrics: dict
 
 

@@ -67,3 +67,5 @@ def test_exported_model_gives_the_adapter_models_logits(adapter_dir, tmp_path):
     assert (_logits(plain.eval(), ids) - want).abs().max() > 1e-2  # the adapter changes the model: not a no-op check
     assert not any("lora" in k for k in merged.state_dict())
     assert json.loads((Path(out) / models.ADAPTER_META).read_text())["prompt_format"]["max_text_tokens"] == 64
+    # loaded as a model with no adapter, the export keeps the adapter's prompt format (from its own folder)
+    assert models.load(str(out), adapter="none").adapter_meta["prompt_format"]["max_text_tokens"] == 64

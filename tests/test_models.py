@@ -124,3 +124,22 @@ def test_real_default_model_recovers_one_pair():
     out = r.recover("Hi team, the meeting moved to Thursday at 3pm.",
                     "Ahoy crew! The council be moved to Thursday at three bells, ye scallywags!")
     assert out.strip() and "\n" not in out and len(out) <= 300
+
+
+@pytest.mark.slow
+def test_shipped_default_answers_the_bundled_examples():
+    """The shipped default (SmolLM2-135M + its adapter, the fast path `recover --examples` uses) answers the five
+    bundled pairs with one instruction each; what it gets right is pinned at the family level (docs/quality.md:
+    the pirate, haiku (as a limerick) and formal pairs are recognisably right, the summary and the explanation for a child are not
+    yet, so their families are not asserted)."""
+    from prompt_recovery.scoring.categories import categorize
+    from prompt_recovery.scoring.suite import FAMILY_CATEGORY, load_examples
+
+    r = Recoverer.load("smollm2-135m", adapter="default")
+    assert r.prompt_format.max_text_tokens == 224  # the shipped adapter's format
+    ex = {e["family"]: e for e in load_examples()}
+    got = dict(zip(ex, r.recover_batch([(e["original_text"], e["rewritten_text"]) for e in ex.values()])))
+    assert all(a.strip() and "\n" not in a for a in got.values()), got
+    assert "pirate" in got["persona"].lower(), got
+    assert categorize(got["poem_song"]) == FAMILY_CATEGORY["poem_song"], got
+    assert any(w in got["formal"].lower() for w in ("formal", "polite")), got

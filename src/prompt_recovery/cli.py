@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("prompt_recovery.serving.serve", "ServeConfig", "HTTP API and web page for recoveries (FastAPI, 127.0.0.1:8000)"),
     "train": ("prompt_recovery.training.train", "TrainConfig", "LoRA fine-tuning (PEFT + Trainer) from a YAML preset"),
     "mean-prompt": ("prompt_recovery.search.mean_prompt", "MeanPromptConfig", "find one constant instruction with the highest mean SCS against training instructions"),
+    "extract-lora": ("prompt_recovery.training.extract", "ExtractConfig", "a LoRA adapter from a fully fine-tuned model (truncated SVD of its weight changes)"),
     "export": ("prompt_recovery.training.export", "ExportConfig", "merge an adapter into its base model and save it"),
 }
 

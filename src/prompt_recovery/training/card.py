@@ -256,7 +256,7 @@ def render_card(adapter_dir: str | Path, cfg: dict, run: dict) -> str:
     ref = repo or ("default" if _shipped(d, model) else str(d))
     name = repo.split("/")[-1] if repo else d.resolve().name
     results = _read_results(d)
-    if cfg.get("finetune") == "full":
+    if cfg.get("finetune") == "full" and not (d / "adapter_config.json").is_file():
         return _render_full_card(d, cfg, run, results, repo or str(d), name)
     body = [f"# prompt-recovery LoRA adapter for {model}", "",
             "Recovers the instruction an LLM was given from an (original text, rewritten text) pair, "
@@ -269,6 +269,14 @@ def render_card(adapter_dir: str | Path, cfg: dict, run: dict) -> str:
              f"prompt-recovery predict test.csv -o submission.csv --model {model} --adapter {ref}",
              f"prompt-recovery export --model {model} --adapter {ref} --output-dir merged   # a standalone model",
              "```"]
+    extracted = d / "extracted.json"
+    if extracted.is_file():  # training.extract: the adapter is a low-rank copy of a full fine-tune
+        x = json.loads(extracted.read_text())
+        body += ["", "## Extracted from a full fine-tune", "",
+                 f"Every weight of the base model was fine-tuned (the recipe below); this adapter is the rank-{x['rank']} "
+                 f"truncated SVD of that fine-tune's change to {x['layers']} linear layers (`prompt-recovery "
+                 f"extract-lora`, alpha = r), keeping {100 * x['kept']:.1f}% of the squared norm of all weight changes "
+                 "(most of the rest is the tied embedding's). The evaluation below is of the adapter itself."]
     body += _recipe_sections(cfg, run)
     if results:
         body += _evaluation_section(results)

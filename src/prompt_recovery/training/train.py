@@ -402,7 +402,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
                "world_size": args.world_size, "base_source": source}
         atomic_write_text(out / "train_summary.json", json.dumps(run, indent=2) + "\n")
         write_model_card(out, cfg, run)
-        print(f"train: adapter written to {out} in {elapsed / 60:.1f} min "
+        print(f"train: {'model' if cfg.finetune == 'full' else 'adapter'} written to {out} in {elapsed / 60:.1f} min "
               f"(eval_loss {metrics.get('eval_loss', float('nan')):.4f})")
     if cfg.push_to_hub and trainer.is_world_process_zero():
         print(f"train: uploaded to {push_folder(out, cfg.push_to_hub)}")

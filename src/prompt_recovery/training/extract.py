@@ -1,0 +1,121 @@
+"""A LoRA adapter from a fully fine-tuned model: the truncated SVD of each linear layer's weight change.
+
+    prompt-recovery extract-lora runs/exp/f1-full-pub1k-hw --rank 64 --output-dir runs/f1-lora64
+
+A full fine-tune (`train` with `finetune: full`) is a whole model (540 MB for SmolLM2-135M in float32);
+its change to each targeted linear layer, W_tuned - W_base, is replaced by its best rank-r approximation
+(Eckart-Young: U_r S_r V_r^T), written as a PEFT LoRA adapter with lora_B = U_r S_r^(1/2),
+lora_A = S_r^(1/2) V_r^T and alpha = r (scale 1). The adapter then goes wherever an adapter goes: the
+llama.cpp fast path, `export`, the shipped-adapter slot. Changes outside the targeted linear layers
+(embeddings, norms) are dropped; the command prints how much of the change it keeps (share of the squared
+Frobenius norm of all weight changes) so that the loss can be weighed, and the copy is measured like any
+model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from prompt_recovery import models
+from prompt_recovery.config import opt
+from prompt_recovery.errors import UserError
+from prompt_recovery.schema import atomic_path, atomic_write_text
+from prompt_recovery.training.card import base_hub_id
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ExtractConfig:
+    tuned: str | None = opt(None, "the fully fine-tuned model directory (train with finetune: full)", positional=True)
+    model: str | None = opt(None, "the base model it was fine-tuned from (default: the one its prompt_recovery.json "
+                                  "names)")
+    rank: int = opt(64, "LoRA rank r of the extracted adapter")
+    target_modules: list[str] = opt(None, "linear layers to extract", default_factory=lambda: list(TARGETS))
+    dtype: str = opt("bfloat16", "dtype of the saved LoRA weights", choices=("float32", "bfloat16"))
+    output_dir: str = opt("runs/extracted-lora", "where the adapter is written")
+
+
+def low_rank(delta, rank: int):
+    """(B, A) with B @ A the best rank-`rank` approximation of `delta` (out x in), and the share of
+    ||delta||^2 it keeps; B is out x rank and A rank x in even where `delta` has fewer components."""
+    import torch
+
+    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    r = min(rank, s.numel())
+    root = s[:r].sqrt()
+    total = float((s ** 2).sum())
+    kept = float((s[:r] ** 2).sum()) / total if total > 0 else 1.0
+    b, a = (u[:, :r] * root).float(), (root[:, None] * vh[:r]).float()
+    if r < rank:  # a matrix smaller than the rank: exact, padded with zero components to the adapter's shape
+        b = torch.cat([b, b.new_zeros(b.shape[0], rank - r)], dim=1)
+        a = torch.cat([a, a.new_zeros(rank - r, a.shape[1])], dim=0)
+    return b, a, kept
+
+
+def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
+    """Write the adapter; returns (its folder, {"kept": share of all weight change kept, "layers": n})."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    if not cfg.tuned or not (Path(cfg.tuned) / "config.json").is_file():
+        raise UserError(f"extract-lora: {cfg.tuned!r} is not a fully fine-tuned model directory (no config.json)")
+    if cfg.rank <= 0:
+        raise UserError("extract-lora: --rank must be positive")
+    meta = models.model_meta(cfg.tuned, None)
+    base_name = cfg.model or meta.get("base_model")
+    if not base_name:
+        raise UserError("extract-lora: give --model (the base the model was fine-tuned from)")
+    base, tok, _ = models.load_base(base_name, "cpu", "float32")
+    tuned, _, _ = models.load_base(cfg.tuned, "cpu", "float32")
+    tuned_sd = tuned.state_dict()
+    base_sd = base.state_dict()
+    if set(tuned_sd) != set(base_sd) or any(tuned_sd[k].shape != v.shape for k, v in base_sd.items()):
+        raise UserError(f"extract-lora: {cfg.tuned} does not have the architecture of {base_name}")
+    total = sum(float(((tuned_sd[k].double() - v.double()) ** 2).sum()) for k, v in base_sd.items())
+    peft_model = get_peft_model(base, LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, lora_dropout=0.0,
+                                                 target_modules=cfg.target_modules, task_type="CAUSAL_LM"))
+    kept_energy, layers = 0.0, 0
+    with torch.no_grad():
+        for name, module in peft_model.named_modules():
+            if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
+                continue
+            key = name.replace("base_model.model.", "", 1) + ".weight"
+            delta = tuned_sd[key] - base_sd[key]
+            b, a, share = low_rank(delta, cfg.rank)
+            module.lora_B["default"].weight.copy_(b)
+            module.lora_A["default"].weight.copy_(a)
+            kept_energy += share * float((delta.double() ** 2).sum())
+            layers += 1
+    if not layers:
+        raise UserError(f"extract-lora: none of {cfg.target_modules} is a linear layer of {base_name}")
+    if cfg.dtype == "bfloat16":
+        for n, p in peft_model.named_parameters():
+            if "lora_" in n:
+                p.data = p.data.to(torch.bfloat16)
+    out = Path(cfg.output_dir)
+    if out.exists() and any(out.iterdir()) and not (out / "adapter_config.json").is_file():
+        raise UserError(f"extract-lora: {out} exists and is not an adapter folder; give another --output-dir")
+    stats = {"kept": kept_energy / total if total > 0 else 1.0, "layers": layers, "rank": cfg.rank,
+             "from": str(cfg.tuned)}
+    with atomic_path(out, directory=True, replace=True) as tmp:
+        peft_model.save_pretrained(tmp)
+        cfg_path = tmp / "adapter_config.json"
+        ac = json.loads(cfg_path.read_text())
+        ac["base_model_name_or_path"] = base_hub_id(base_name) or base_name
+        atomic_write_text(cfg_path, json.dumps(ac, indent=2) + "\n")
+        for f in (models.ADAPTER_META, "train_config.yaml", "train_summary.json", "train_log.jsonl", "loss.png"):
+            if (Path(cfg.tuned) / f).is_file():
+                shutil.copy(Path(cfg.tuned) / f, tmp / f)
+        atomic_write_text(tmp / "extracted.json", json.dumps(stats, indent=2) + "\n")
+    return out, stats
+
+
+def run(cfg: ExtractConfig) -> int:
+    out, stats = extract(cfg)
+    print(f"extract-lora: rank-{stats['rank']} adapter of {stats['layers']} layers written to {out}; it keeps "
+          f"{100 * stats['kept']:.1f}% of the fine-tune's weight change (squared norm)")
+    return 0

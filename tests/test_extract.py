@@ -1,0 +1,73 @@
+"""extract-lora: a LoRA adapter from a fully fine-tuned model (tiny random Mistral; no real weights)."""
+
+import json
+
+import pytest
+import torch
+
+from prompt_recovery import models
+from prompt_recovery.errors import UserError
+from prompt_recovery.training.extract import ExtractConfig, extract, low_rank
+
+
+def test_low_rank_is_exact_up_to_the_rank_and_reports_the_energy_kept():
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(12, 3, generator=g) @ torch.randn(3, 10, generator=g)  # rank 3
+    b, a, kept = low_rank(delta, 3)
+    assert b.shape == (12, 3) and a.shape == (3, 10)
+    assert torch.allclose(b @ a, delta, atol=1e-5) and kept == pytest.approx(1.0)
+    b1, a1, kept1 = low_rank(delta, 1)
+    s = torch.linalg.svdvals(delta.double())
+    assert kept1 == pytest.approx(float(s[0] ** 2 / (s ** 2).sum()), rel=1e-6) and kept1 < 1
+    assert torch.linalg.matrix_rank(b1 @ a1) == 1
+    b8, a8, kept8 = low_rank(delta, 16)  # a rank above the matrix's size: zero-padded to the adapter's shape
+    assert b8.shape == (12, 16) and a8.shape == (16, 10) and torch.allclose(b8 @ a8, delta, atol=1e-5)
+
+
+def _tuned(tmp_path, rank: int):
+    """A 'full fine-tune' of the tiny Mistral: a rank-`rank` change to every targeted linear layer."""
+    model, tok = models.tiny_random("mistral")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "v_proj.weight", "down_proj.weight")):
+                out, inp = p.shape
+                p += 0.3 * torch.randn(out, rank, generator=g) @ torch.randn(rank, inp, generator=g) / inp ** 0.5
+    d = tmp_path / "tuned"
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    (d / models.ADAPTER_META).write_text(json.dumps({"prompt_format": {"name": "chat", "max_text_tokens": 64},
+                                                     "base_model": "tiny-random-mistral"}))
+    return d, model.eval()
+
+
+def test_extracted_adapter_reproduces_a_low_rank_fine_tune(tmp_path):
+    tuned_dir, tuned = _tuned(tmp_path, rank=2)
+    out, stats = extract(ExtractConfig(tuned=str(tuned_dir), rank=4, dtype="float32", output_dir=str(tmp_path / "a"),
+                                       target_modules=["q_proj", "v_proj", "down_proj"]))
+    assert stats["kept"] == pytest.approx(1.0, abs=1e-6) and stats["layers"] == 3 * 2  # 2 layers in the tiny model
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and cfg["lora_alpha"] == 4
+    loaded = models.load("tiny-random-mistral", str(out))  # base model named by the fine-tune's metadata
+    assert loaded.adapter_meta["prompt_format"]["max_text_tokens"] == 64
+    ids = torch.randint(4, 300, (2, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want, got = tuned(input_ids=ids).logits, loaded.model(input_ids=ids).logits
+        plain = models.tiny_random("mistral")[0].eval()(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert (plain - want).abs().max() > 1e-2  # the fine-tune changed the model: not a vacuous comparison
+
+
+def test_a_smaller_rank_keeps_less_and_bad_inputs_are_one_line_errors(tmp_path):
+    tuned_dir, _ = _tuned(tmp_path, rank=4)
+    _, stats = extract(ExtractConfig(tuned=str(tuned_dir), rank=1, output_dir=str(tmp_path / "a1")))
+    assert 0 < stats["kept"] < 0.9
+    saved = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "a1" / "adapter_model.safetensors"))
+    assert saved and all(v.dtype == torch.bfloat16 for v in saved.values())
+    with pytest.raises(UserError, match="not a fully fine-tuned model directory"):
+        extract(ExtractConfig(tuned=str(tmp_path), output_dir=str(tmp_path / "x")))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an adapter folder"):
+        extract(ExtractConfig(tuned=str(tuned_dir), output_dir=str(tmp_path / "busy")))
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"

@@ -48,6 +48,7 @@ def test_extracted_adapter_reproduces_a_low_rank_fine_tune(tmp_path):
     assert stats["kept"] == pytest.approx(1.0, abs=1e-6) and stats["layers"] == 3 * 2  # 2 layers in the tiny model
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and cfg["lora_alpha"] == 4
+    assert not (out / "README.md").exists()  # no training files to describe it: no card (and not PEFT's generic one)
     loaded = models.load("tiny-random-mistral", str(out))  # base model named by the fine-tune's metadata
     assert loaded.adapter_meta["prompt_format"]["max_text_tokens"] == 64
     ids = torch.randint(4, 300, (2, 16), generator=torch.Generator().manual_seed(2))
@@ -60,8 +61,12 @@ def test_extracted_adapter_reproduces_a_low_rank_fine_tune(tmp_path):
 
 def test_a_smaller_rank_keeps_less_and_bad_inputs_are_one_line_errors(tmp_path):
     tuned_dir, _ = _tuned(tmp_path, rank=4)
+    (tuned_dir / "train_config.yaml").write_text("model: tiny-random-mistral\nfinetune: full\nlearning_rate: 5.0e-05\n")
+    (tuned_dir / "train_summary.json").write_text(json.dumps({"examples": 10, "train_seconds": 60}))
     _, stats = extract(ExtractConfig(tuned=str(tuned_dir), rank=1, output_dir=str(tmp_path / "a1")))
     assert 0 < stats["kept"] < 0.9
+    readme = (tmp_path / "a1" / "README.md").read_text()  # the project's adapter card, saying where it came from
+    assert "# prompt-recovery LoRA adapter" in readme and "rank-1 truncated SVD" in readme and "| fine-tuning | full |" in readme
     saved = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "a1" / "adapter_model.safetensors"))
     assert saved and all(v.dtype == torch.bfloat16 for v in saved.values())
     with pytest.raises(UserError, match="not a fully fine-tuned model directory"):

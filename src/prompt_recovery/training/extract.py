@@ -9,7 +9,8 @@ lora_A = S_r^(1/2) V_r^T and alpha = r (scale 1). The adapter then goes wherever
 llama.cpp fast path, `export`, the shipped-adapter slot. Changes outside the targeted linear layers
 (embeddings, norms) are dropped; the command prints how much of the change it keeps (share of the squared
 Frobenius norm of all weight changes) so that the loss can be weighed, and the copy is measured like any
-model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`.
+model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`, training config
+and log, and gets a model card saying what it was extracted from.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from prompt_recovery import models
 from prompt_recovery.config import opt
 from prompt_recovery.errors import UserError
 from prompt_recovery.schema import atomic_path, atomic_write_text
-from prompt_recovery.training.card import base_hub_id
+from prompt_recovery.training.card import base_hub_id, write_model_card
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -111,6 +112,12 @@ def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
             if (Path(cfg.tuned) / f).is_file():
                 shutil.copy(Path(cfg.tuned) / f, tmp / f)
         atomic_write_text(tmp / "extracted.json", json.dumps(stats, indent=2) + "\n")
+        (tmp / "README.md").unlink(missing_ok=True)  # PEFT's generic card: replaced by the project's where it can
+        if (tmp / "train_config.yaml").is_file() and (tmp / "train_summary.json").is_file():
+            import yaml
+
+            write_model_card(tmp, yaml.safe_load((tmp / "train_config.yaml").read_text()),
+                             json.loads((tmp / "train_summary.json").read_text()))
     return out, stats
 
 

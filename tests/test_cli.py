@@ -82,7 +82,7 @@ def test_recover_reads_files_and_prints_one_line(tmp_path):
     (tmp_path / "r.txt").write_text("Arr, the meetin' be at noon!", encoding="utf-8")
     res = run_cli("recover", "--original-file", str(tmp_path / "o.txt"), "--rewritten-file",
                   str(tmp_path / "r.txt"), "--model", "tiny-random-mistral", "--adapter", "none",
-                  "--max-new-tokens", "8")
+                  "--max-new-tokens", "8", "--select", "first", "--no-prototypes")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert len(lines) == 1 and lines[0].strip()
@@ -96,6 +96,13 @@ def test_recover_json_output():
     assert res.returncode == 0, res.stderr
     obj = json.loads(res.stdout)
     assert obj["rewrite_prompt"].strip() and "tiny-random-llama" in obj["model"]
+    # recover's default: the model's answer (candidate 0) against the family prototypes, scored by the base
+    # SmolLM2 rewriter; the answer is the best-scored candidate unless candidate 0 is within the margin
+    from prompt_recovery.search.candidates import PROTOTYPES
+
+    assert obj["candidates"][1:] == list(PROTOTYPES) or len(obj["candidates"]) == len(PROTOTYPES)
+    assert len(obj["likelihood_scores"]) == len(obj["candidates"])
+    assert obj["rewrite_prompt"] == obj["candidates"][obj["chosen"]]
 
 
 def test_quiet_mode_keeps_hub_download_progress(monkeypatch):

@@ -20,6 +20,11 @@ Bank candidates (`PromptBank`): a file of known instructions.
     (what changed, plus what the result is about), with `e` the search embedder (MiniLM).
   * a plain prompt bank (``.json``/``.txt``/table with only ``rewrite_prompt``): the prompts
     closest to the model's greedy candidate (paraphrases of it from the bank).
+
+Prototype candidates (``--prototypes``, `PROTOTYPES`): one generic instruction per instruction family of the
+issue that defined the family suite (summarise, expand, simplify for a child, formal, casual, humour, poem, tweet,
+email, list, dialogue, headline, persona, point of view, paraphrase), added to every row, for a selection rule that
+can tell whether an instruction explains the rewrite (``--select likelihood``, `search.likelihood`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,25 @@ from prompt_recovery.scoring.metrics import match_form
 
 log = logging.getLogger(__name__)
 METHODS = ("beam", "sample")
+PROTOTYPES = (
+    "Summarize this text.",
+    "Summarize this text in one sentence.",
+    "Expand this text with more details.",
+    "Rewrite this text so that a young child can understand it.",
+    "Simplify this text.",
+    "Rewrite this text in a formal tone.",
+    "Rewrite this text in a casual, friendly tone.",
+    "Rewrite this text to be funny.",
+    "Rewrite this text as a poem.",
+    "Rewrite this text as a tweet.",
+    "Rewrite this text as an email.",
+    "Rewrite this text as a bulleted list.",
+    "Rewrite this text as a dialogue.",
+    "Write a headline for this text.",
+    "Rewrite this text in the voice of a pirate.",
+    "Rewrite this text from a first-person point of view.",
+    "Paraphrase this text.",
+)
 
 
 def dedupe(texts: Sequence[str], limit: int | None = None) -> list[str]:

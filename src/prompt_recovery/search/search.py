@@ -1,20 +1,25 @@
-"""Search options of `recover`/`predict`: candidates, a selection rule (MBR or replay) and a suffix. All off by default.
+"""Search options of `recover`/`predict`: candidates, a selection rule (MBR, replay, likelihood) and a suffix. All off by default.
 
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4                       # beam candidates, MBR choice
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4 --select replay      # replay verification
     prompt-recovery predict dev.jsonl -o pred.csv --suffix-file runs/search/mean_prompt.txt
     prompt-recovery recover --examples --candidates 4 --bank runs/data/train.clean.jsonl --json
+    prompt-recovery predict dev.jsonl -o pred.csv --select likelihood --prototypes    # does c explain the rewrite?
 
 Per row:
   1. candidates: the greedy instruction, plus (``--candidates K`` > 1) beam-search or sampled
      alternatives (`prompt_recovery.search.candidates`), plus (``--bank FILE``) the ``--bank-k``
-     nearest prompts of a prompt bank;
+     nearest prompts of a prompt bank, plus (``--prototypes``) one generic instruction per family
+     (`candidates.PROTOTYPES`);
   2. selection (only with more than one candidate), ``--select``:
        * ``mbr`` (minimum Bayes risk): the candidate with the highest mean sharpened cosine
          (the SCS formula) to the other candidates under the search embedder – the consensus
          candidate, which maximises the expected SCS if the candidates were samples of the truth;
        * ``replay``: replay verification (`prompt_recovery.search.replay`): the candidate whose
          replayed rewrite is closest to the observed rewrite;
+       * ``likelihood``: the candidate under which the rewriter model finds the observed rewrite most likely
+         (`prompt_recovery.search.likelihood`; teacher-forced, no generation), candidate 0 kept unless another
+         wins by ``--likelihood-margin`` nats per token;
        * ``first``: candidate 0 (the greedy prediction);
   3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
      appended to the chosen instruction after a space.
@@ -35,15 +40,16 @@ from prompt_recovery.errors import UserError
 from prompt_recovery.schema import read_text_file
 from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import sharpen
-from prompt_recovery.search.candidates import PromptBank, dedupe, model_candidates
+from prompt_recovery.search.candidates import PROTOTYPES, PromptBank, dedupe, model_candidates
+from prompt_recovery.search.likelihood import LikelihoodScorer
 from prompt_recovery.search.replay import Replayer
 
 log = logging.getLogger(__name__)
-SELECT = ("mbr", "replay", "first")
+SELECT = ("mbr", "replay", "likelihood", "first")
 # option names that change predictions (predict's resume fingerprint includes them)
 SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
                "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
-               "suffix", "suffix_file")
+               "prototypes", "likelihood_margin", "suffix", "suffix_file")
 
 
 @dataclass
@@ -54,21 +60,27 @@ class SearchOptions:
     candidate_method: str = opt("beam", "how alternatives are generated", choices=("beam", "sample"))
     bank: str | None = opt(None, "prompt bank adding candidates: a triples file (nearest pairs) or a prompt list")
     bank_k: int = opt(2, "candidates taken from --bank per row")
+    prototypes: bool = opt(False, "add one generic instruction per instruction family to the candidates "
+                           "(for --select likelihood)")
     select: str = opt("mbr", "how one of several candidates is chosen: mbr (consensus), replay (rewrite each "
-                      "candidate and compare), first", choices=SELECT)
+                      "candidate and compare), likelihood (the candidate under which the rewriter model finds the "
+                      "rewrite most likely), first", choices=SELECT)
     search_embedder: str = opt("minilm", "embedder used by bank retrieval, MBR and replay similarity")
     replay_rewriter: str = opt("local", "replay: local model or OpenAI-compatible http endpoint",
                                choices=("local", "http"))
-    replay_model: str = opt("smollm2-135m", "replay: local rewriter model preset/directory (no adapter)")
+    replay_model: str = opt("smollm2-135m", "replay and likelihood: local rewriter model preset/directory (no adapter)")
     replay_endpoint: str | None = opt(None, "replay: http base URL, e.g. http://127.0.0.1:8001/v1")
     replay_api_model: str = opt("default", "replay: model name sent to the http endpoint")
     replay_max_new_tokens: int = opt(96, "replay: tokens per replayed rewrite")
     replay_margin: float = opt(0.0, "replay: another candidate must beat candidate 0 by this cosine margin")
+    likelihood_margin: float = opt(0.1, "likelihood: another candidate must beat candidate 0 by this many nats "
+                                   "per rewrite token")
     suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
     suffix_file: str | None = opt(None, "read --suffix from this UTF-8 file (e.g. written by `mean-prompt`)")
 
     def search_enabled(self) -> bool:
-        return self.candidates > 1 or bool(self.bank) or bool(self.suffix) or bool(self.suffix_file)
+        return (self.candidates > 1 or bool(self.bank) or self.prototypes or bool(self.suffix)
+                or bool(self.suffix_file))
 
 
 def read_suffix(o: SearchOptions) -> str:
@@ -91,6 +103,9 @@ def check_options(o: SearchOptions) -> None:
         raise UserError("--replay-max-new-tokens must be at least 1")
     if o.select == "replay" and o.replay_rewriter == "http" and not o.replay_endpoint:
         raise UserError("--replay-rewriter http needs --replay-endpoint URL")
+    if o.select == "likelihood" and o.replay_rewriter != "local":
+        raise UserError("--select likelihood reads token probabilities of a local rewriter model (--replay-model); "
+                        "an http endpoint does not return them: use --replay-rewriter local")
 
 
 def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
@@ -108,11 +123,11 @@ def mbr_choice(candidates: Sequence[str], embedder, power: float = 3.0) -> int:
 class SearchRecoverer:
     """Wraps a `Recoverer`; same `recover`/`recover_batch`/`describe` interface (see module docstring)."""
 
-    def __init__(self, recoverer, options: SearchOptions, embedder=None, bank=None, replayer=None):
+    def __init__(self, recoverer, options: SearchOptions, embedder=None, bank=None, replayer=None, scorer=None):
         check_options(options)
         self.base, self.o = recoverer, options
         self.suffix = read_suffix(options)
-        self._embedder, self._bank, self._replayer = embedder, bank, replayer
+        self._embedder, self._bank, self._replayer, self._scorer = embedder, bank, replayer, scorer
         self.last_details: list[dict] = []
         for name in ("tokenizer", "model", "loaded", "prompt_format", "backend", "batch_size", "max_new_tokens"):
             setattr(self, name, getattr(recoverer, name, None))
@@ -138,13 +153,22 @@ class SearchRecoverer:
             self._replayer = Replayer(rw, self.embedder, margin=self.o.replay_margin)
         return self._replayer
 
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            rw = make_rewriter("local", self.o.replay_model, purpose="replay")
+            self._scorer = LikelihoodScorer(rw, margin=self.o.likelihood_margin)
+        return self._scorer
+
     def describe(self) -> str:
         parts = [self.base.describe()]
         if self.o.candidates > 1:
             parts.append(f"{self.o.candidates} {self.o.candidate_method} candidates")
         if self.o.bank:
             parts.append(f"+{self.o.bank_k} from bank {self.o.bank}")
-        if self.o.candidates > 1 or self.o.bank:
+        if self.o.prototypes:
+            parts.append(f"+{len(PROTOTYPES)} family prototypes")
+        if self.o.candidates > 1 or self.o.bank or self.o.prototypes:
             parts.append(f"select {self.o.select}")
         if self.suffix:
             parts.append(f"suffix {self.suffix!r}")
@@ -160,6 +184,8 @@ class SearchRecoverer:
         if self.bank is not None:
             near = self.bank.nearest(pairs, self.o.bank_k, greedy=greedy)
             cands = [dedupe(c + n) for c, n in zip(cands, near)]
+        if self.o.prototypes:
+            cands = [dedupe(c + list(PROTOTYPES)) for c in cands]
         return cands
 
     def recover(self, original: str, rewritten: str) -> str:
@@ -171,6 +197,9 @@ class SearchRecoverer:
         if self.o.select == "replay" and any(len(c) > 1 for c in cands):
             choices = self.replayer.choose(pairs, cands, progress=progress)
             picked = [(ch.index, ch.scores) for ch in choices]
+        elif self.o.select == "likelihood" and any(len(c) > 1 for c in cands):
+            choices = self.scorer.choose(pairs, cands, progress=progress)
+            picked = [(ch.index, ch.scores) for ch in choices]
         elif self.o.select == "mbr":
             picked = [(mbr_choice(c, self.embedder) if len(c) > 1 else 0, None) for c in cands]
         else:
@@ -179,7 +208,8 @@ class SearchRecoverer:
         for c, (i, scores) in zip(cands, picked):
             text = c[i] if not self.suffix else f"{c[i].rstrip()} {self.suffix}"
             out.append(text)
-            self.last_details.append({"candidates": c, "chosen": i, "replay_scores": scores})
+            key = "likelihood_scores" if self.o.select == "likelihood" else "replay_scores"
+            self.last_details.append({"candidates": c, "chosen": i, key: scores})
         return out
 
 

@@ -1,0 +1,83 @@
+"""Likelihood selection: keep the candidate instruction under which the rewriter finds the observed rewrite most likely.
+
+    prompt-recovery recover --examples --select likelihood --prototypes --json      # see the scores
+    prompt-recovery predict dev.jsonl -o pred.csv --select likelihood --prototypes --likelihood-margin 0.02
+
+For a pair (original o, rewrite r) and each candidate instruction c, the rewriter model (``--replay-model``: the
+base model of a preset, no adapter; SmolLM2-135M-Instruct by default) is given the request ``generate`` sends,
+``REQUEST_TEMPLATE.format(prompt=c, text=o)`` in its chat layout, with o cut to ``original_tokens`` tokens, and the
+score is log p(r | c, o): the summed log-probability of the first ``rewrite_tokens`` tokens of r, teacher-forced
+(no generation), plus the end-of-sequence token when r fits in them (a rewrite that ends early is evidence for a
+summary or a headline). Every candidate of a pair scores the same tokens, so the scores compare directly; the answer
+is the one that best *explains the rewrite*, which is what a recovery model trained to name genres does not learn.
+
+Candidate 0 (the recovery model's greedy answer) is kept unless another beats it by more than ``margin`` nats per
+scored token. With ``--prototypes`` the candidates include `candidates.PROTOTYPES` (one generic instruction per
+instruction family), so an operation the model never names (summarise, simplify, a change of tone) can still be
+chosen. Measured in docs/quality.md (session 7).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from prompt_recovery.data.rewriters import REQUEST_TEMPLATE
+from prompt_recovery.search.replay import Choice
+
+
+class LikelihoodScorer:
+    """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
+
+    def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = 48, margin: float = 0.0,
+                 template: str = REQUEST_TEMPLATE):
+        self.rewriter, self.template, self.margin = rewriter, template, margin
+        self.original_tokens, self.rewrite_tokens = original_tokens, rewrite_tokens
+        self.model, self.tok = rewriter.loaded.model, rewriter.loaded.tokenizer
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def scores(self, original: str, rewritten: str, candidates: Sequence[str]) -> tuple[list[float], int]:
+        """(log p(rewrite | c, original) for each candidate c, the number of scored tokens)."""
+        import torch
+
+        o = self.tok.decode(self._ids(original)[:self.original_tokens])
+        r_ids = self._ids(rewritten)
+        target = r_ids[:self.rewrite_tokens]
+        if len(r_ids) <= self.rewrite_tokens and self.tok.eos_token_id is not None:
+            target = target + [self.tok.eos_token_id]
+        seqs, starts = [], []
+        for c in candidates:
+            p_ids = self._ids(self.rewriter.render(self.template.format(prompt=c, text=o)))
+            seqs.append(p_ids + target)
+            starts.append(len(p_ids))
+        n = max(map(len, seqs))
+        ids = torch.full((len(seqs), n), self.tok.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):  # right padding: positions of the real tokens do not move
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+        with torch.no_grad():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        return [float(logp[i, s - 1:s - 1 + len(target)].sum()) for i, s in enumerate(starts)], len(target)
+
+    def choose(self, pairs: Sequence[tuple[str, str]], candidates: Sequence[Sequence[str]],
+               progress: bool = False) -> list[Choice]:
+        """One `Choice` per pair (scores in nats); a pair with one candidate is not scored."""
+        from tqdm.auto import tqdm
+
+        if len(pairs) != len(candidates):
+            raise ValueError(f"{len(candidates)} candidate lists for {len(pairs)} pairs")
+        out = []
+        for (o, r), cands in tqdm(list(zip(pairs, candidates)), desc="likelihood", unit="row", disable=not progress):
+            cands = list(cands)
+            if len(cands) < 2:
+                out.append(Choice(cands[0], 0, cands, [0.0]))
+                continue
+            s, n = self.scores(o, r, cands)
+            best = max(range(1, len(cands)), key=s.__getitem__)
+            i = best if s[best] > s[0] + self.margin * n else 0
+            out.append(Choice(cands[i], i, cands, s))
+        return out

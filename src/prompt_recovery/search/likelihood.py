@@ -46,22 +46,19 @@ class LikelihoodScorer:
         target = r_ids[:self.rewrite_tokens]
         if len(r_ids) <= self.rewrite_tokens and self.tok.eos_token_id is not None:
             target = target + [self.tok.eos_token_id]
-        seqs, starts = [], []
-        for c in candidates:
-            p_ids = self._ids(self.rewriter.render(self.template.format(prompt=c, text=o)))
-            seqs.append(p_ids + target)
-            starts.append(len(p_ids))
-        n = max(map(len, seqs))
+        seqs = [self._ids(self.rewriter.render(self.template.format(prompt=c, text=o))) + target for c in candidates]
+        n, t = max(map(len, seqs)), len(target)
         ids = torch.full((len(seqs), n), self.tok.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(seqs), n), dtype=torch.long)
-        for i, s in enumerate(seqs):  # right padding: positions of the real tokens do not move
-            ids[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = 1
-        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
-        with torch.no_grad():
-            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-        return [float(logp[i, s - 1:s - 1 + len(target)].sum()) for i, s in enumerate(starts)], len(target)
+        for i, s in enumerate(seqs):  # left padding: every row's rewrite tokens are its last t positions
+            ids[i, n - len(s):] = torch.tensor(s)
+            mask[i, n - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as without padding
+        ids, mask, pos = ids.to(self.model.device), mask.to(self.model.device), pos.to(self.model.device)
+        with torch.no_grad():  # logits of the last t + 1 positions only (the vocabulary projection is large)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=t + 1).logits
+        logp = torch.log_softmax(logits[:, :t].float(), dim=-1).gather(-1, ids[:, n - t:, None])[..., 0]
+        return [float(x) for x in logp.sum(-1)], t
 
     def choose(self, pairs: Sequence[tuple[str, str]], candidates: Sequence[Sequence[str]],
                progress: bool = False) -> list[Choice]:

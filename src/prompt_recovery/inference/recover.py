@@ -2,7 +2,11 @@
 
     prompt-recovery recover --original "The meeting is at 3pm." --rewritten "Arr, the meetin' be at 3 bells!"
     prompt-recovery recover --examples          # the bundled example pairs
+    prompt-recovery recover --examples --select first --no-prototypes      # the plain greedy answers (~10x faster)
     python -c "from prompt_recovery import Recoverer; print(Recoverer.load().recover('a', 'b'))"
+
+The command reranks by default: the model's answer against one generic instruction per family, chosen by the base
+model's likelihood of the rewrite (`search.likelihood`); the `Recoverer` API and `predict` return the plain answer.
 """
 
 from __future__ import annotations

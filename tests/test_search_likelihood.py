@@ -45,7 +45,7 @@ def test_scores_are_the_rewrites_log_probability_with_padding_and_end_token(rewr
     scores, n = sc.scores(ORIGINAL, short, cands)
     target = tok(short, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]  # fits: the end token counts
     assert n == len(target)
-    for c, s in zip(cands, scores):  # the shorter prompt is right-padded in the batch: same value as unpadded
+    for c, s in zip(cands, scores):  # the shorter prompt is left-padded in the batch: same value as unpadded
         assert s == pytest.approx(manual_logp(rewriter, c, ORIGINAL, target), abs=1e-3)
         assert s < 0
     long_ids = tok(ORIGINAL, add_special_tokens=False)["input_ids"]

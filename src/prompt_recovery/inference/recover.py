@@ -24,7 +24,8 @@ from prompt_recovery.inference.engines import Engine
 from prompt_recovery.inference.transformers_engine import TransformersBackend
 from prompt_recovery.prompting import PromptFormat, check_pair, from_meta, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
-from prompt_recovery.search.search import SELECT, SearchOptions, check_options, read_suffix, wrap
+from prompt_recovery.search.search import (PROTOTYPES_HELP, SELECT, SELECT_HELP, SearchOptions, check_options,
+                                          read_suffix, wrap)
 from prompt_recovery.scoring.suite import load_examples
 
 
@@ -116,11 +117,8 @@ class RecoverConfig(ModelOptions, SearchOptions):
     # instruction per family, kept unless one explains the rewrite better (docs/quality.md, session 7: family
     # accuracy +0.12 on the suite, held-out unchanged). `--select first --no-prototypes` is the plain greedy answer
     # (what `predict` and `serve` return by default, ~10x faster).
-    prototypes: bool = opt(True, "add one generic instruction per instruction family to the candidates "
-                           "(for --select likelihood); --no-prototypes for the plain greedy answer")
-    select: str = opt("likelihood", "how one of several candidates is chosen: likelihood (the candidate under which "
-                      "the rewriter model finds the rewrite most likely), mbr (consensus), replay (rewrite each "
-                      "candidate and compare), first", choices=SELECT)
+    prototypes: bool = opt(True, PROTOTYPES_HELP)
+    select: str = opt("likelihood", SELECT_HELP, choices=SELECT)
     original: str | None = opt(None, "original text")
     rewritten: str | None = opt(None, "rewritten text")
     original_file: str | None = opt(None, "read the original text from this UTF-8 file")

@@ -25,6 +25,13 @@ from prompt_recovery.data.rewriters import REQUEST_TEMPLATE
 from prompt_recovery.search.replay import Choice
 
 
+def pick(scores: Sequence[float], n: int, margin: float) -> int:
+    """The chosen index of scored candidates: the best one after candidate 0 if it beats candidate 0 by more than
+    `margin` nats per scored token (`n` tokens), else 0."""
+    best = max(range(1, len(scores)), key=scores.__getitem__)
+    return best if scores[best] > scores[0] + margin * n else 0
+
+
 class LikelihoodScorer:
     """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
 
@@ -74,7 +81,6 @@ class LikelihoodScorer:
                 out.append(Choice(cands[0], 0, cands, [0.0]))
                 continue
             s, n = self.scores(o, r, cands)
-            best = max(range(1, len(cands)), key=s.__getitem__)
-            i = best if s[best] > s[0] + self.margin * n else 0
+            i = pick(s, n, self.margin)
             out.append(Choice(cands[i], i, cands, s))
         return out

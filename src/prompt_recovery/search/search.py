@@ -1,4 +1,6 @@
-"""Search options of `recover`/`predict`: candidates, a selection rule (MBR, replay, likelihood) and a suffix. All off by default.
+"""Search options of `recover`/`predict`: candidates, a selection rule (MBR, replay, likelihood) and a suffix.
+
+All are off by default in `predict`; `recover` defaults to ``--select likelihood --prototypes`` (`RecoverConfig`).
 
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4                       # beam candidates, MBR choice
     prompt-recovery predict dev.jsonl -o pred.csv --candidates 4 --select replay      # replay verification
@@ -46,6 +48,9 @@ from prompt_recovery.search.replay import Replayer
 
 log = logging.getLogger(__name__)
 SELECT = ("mbr", "replay", "likelihood", "first")
+SELECT_HELP = ("how one of several candidates is chosen: mbr (consensus), replay (rewrite each candidate and compare), "
+               "likelihood (the candidate under which the rewriter model finds the rewrite most likely), first")
+PROTOTYPES_HELP = "add one generic instruction per instruction family to the candidates (for --select likelihood)"
 # option names that change predictions (predict's resume fingerprint includes them)
 SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
                "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
@@ -60,11 +65,8 @@ class SearchOptions:
     candidate_method: str = opt("beam", "how alternatives are generated", choices=("beam", "sample"))
     bank: str | None = opt(None, "prompt bank adding candidates: a triples file (nearest pairs) or a prompt list")
     bank_k: int = opt(2, "candidates taken from --bank per row")
-    prototypes: bool = opt(False, "add one generic instruction per instruction family to the candidates "
-                           "(for --select likelihood)")
-    select: str = opt("mbr", "how one of several candidates is chosen: mbr (consensus), replay (rewrite each "
-                      "candidate and compare), likelihood (the candidate under which the rewriter model finds the "
-                      "rewrite most likely), first", choices=SELECT)
+    prototypes: bool = opt(False, PROTOTYPES_HELP)
+    select: str = opt("mbr", SELECT_HELP, choices=SELECT)
     search_embedder: str = opt("minilm", "embedder used by bank retrieval, MBR and replay similarity")
     replay_rewriter: str = opt("local", "replay: local model or OpenAI-compatible http endpoint",
                                choices=("local", "http"))
@@ -194,12 +196,9 @@ class SearchRecoverer:
     def recover_batch(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None,
                       progress: bool = False) -> list[str]:
         cands = self.candidate_lists(pairs, batch_size)  # the base recoverer checks the pairs first
-        if self.o.select == "replay" and any(len(c) > 1 for c in cands):
-            choices = self.replayer.choose(pairs, cands, progress=progress)
-            picked = [(ch.index, ch.scores) for ch in choices]
-        elif self.o.select == "likelihood" and any(len(c) > 1 for c in cands):
-            choices = self.scorer.choose(pairs, cands, progress=progress)
-            picked = [(ch.index, ch.scores) for ch in choices]
+        if self.o.select in ("replay", "likelihood") and any(len(c) > 1 for c in cands):
+            chooser = self.replayer if self.o.select == "replay" else self.scorer  # loaded on first use
+            picked = [(ch.index, ch.scores) for ch in chooser.choose(pairs, cands, progress=progress)]
         elif self.o.select == "mbr":
             picked = [(mbr_choice(c, self.embedder) if len(c) > 1 else 0, None) for c in cands]
         else:

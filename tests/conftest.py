@@ -59,3 +59,23 @@ def tiny_cfg():
         return TrainConfig(**base)
 
     return make
+
+
+@pytest.fixture
+def tied_base(tmp_path):
+    """A saved tiny random Mistral whose output layer is tied to its token embedding (as SmolLM2's is):
+    `--model DIR` for a run; returns the folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from prompt_recovery.models import tiny_random
+
+    untied, tok = tiny_random("mistral")
+    config = untied.config
+    config.tie_word_embeddings = True
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(tmp_path / "tied-base")
+    tok.save_pretrained(tmp_path / "tied-base")
+    return tmp_path / "tied-base"

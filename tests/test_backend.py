@@ -226,6 +226,44 @@ def test_merged_gguf_adds_permuted_delta_and_is_cached(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob(".*tmp"))  # no temp files left behind
 
 
+def test_merged_gguf_adds_the_embedding_delta_once_for_a_tied_output_layer(tmp_path):
+    """An adapter with a LoRA embedding (extract-lora on a tied model): token_embd gets (B A)^T * scale; the
+    tied output layer's LoRA (the same factors, transposed) adds nothing more; an untied one goes to output."""
+    import gguf
+    from gguf.quants import dequantize
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    f32 = gguf.GGMLQuantizationType.F32
+    vocab, dim = 8, 32
+    emb = rng.standard_normal((vocab, dim)).astype(np.float32)
+    base = tmp_path / "tied.gguf"
+    _write_gguf(base, {"token_embd.weight": (emb, gguf.GGMLQuantizationType.Q8_0),
+                       "output_norm.weight": (np.ones(dim, dtype=np.float32), f32)})
+    A, B = rng.standard_normal((2, vocab)).astype(np.float32), rng.standard_normal((dim, 2)).astype(np.float32)
+    ad = tmp_path / "ad"
+    ad.mkdir()
+    (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 6, "bias": "none",
+                                                        "target_modules": ["embed_tokens"],
+                                                        "ensure_weight_tying": True}))
+    save_file({"base_model.model.model.embed_tokens.lora_embedding_A": A,
+               "base_model.model.model.embed_tokens.lora_embedding_B": B,
+               "base_model.model.lm_head.lora_A.weight": np.ascontiguousarray(B.T),
+               "base_model.model.lm_head.lora_B.weight": np.ascontiguousarray(A.T)}, str(ad / "adapter_model.safetensors"))
+    out = gguf_merge.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32")
+    got = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(out)).tensors}
+    src = {t.name: dequantize(t.data, t.tensor_type) for t in gguf.GGUFReader(str(base)).tensors}
+    assert set(got) == {"token_embd.weight", "output_norm.weight"}
+    np.testing.assert_allclose(got["token_embd.weight"], src["token_embd.weight"] + 3.0 * (B @ A).T, rtol=1e-5, atol=1e-5)
+    # untied: the output layer's own LoRA is a delta of output.weight, which a tied GGUF does not have
+    (ad / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 6, "bias": "none",
+                                                        "target_modules": ["embed_tokens", "lm_head"]}))
+    _, deltas = gguf_merge.read_lora(ad)
+    np.testing.assert_allclose(deltas["output.weight"], 3.0 * A.T @ B.T, rtol=1e-5)
+    with pytest.raises(UserError, match="missing from tied.gguf: output.weight"):
+        gguf_merge.merged_gguf(base, ad, cache_dir=tmp_path / "cache", weight_type="f32")
+
+
 def test_unsupported_adapter_is_a_user_error(tmp_path):
     ad = tmp_path / "dora"
     ad.mkdir()

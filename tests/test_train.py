@@ -374,3 +374,25 @@ def test_full_fine_tune_refuses_a_lora_start(tmp_path, tiny_cfg):
 
     with pytest.raises(UserError, match="init_adapter starts a LoRA run"):
         tiny_cfg(tmp_path, finetune="full", init_adapter=str(tmp_path)).validate()
+
+
+def test_a_lora_on_the_tied_embedding_moves_the_output_layer_too(tmp_path, tiny_cfg, tied_base):
+    """target_modules with embed_tokens on a model whose output layer is tied to it: one LoRA delta for both
+    (ensure_weight_tying), saved as factors only; the merged model answers as the trained one."""
+    out = tmp_path / "run"
+    res = train(tiny_cfg(out, model=str(tied_base), target_modules=["q_proj", "embed_tokens"], max_steps=10))
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["ensure_weight_tying"] is True
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert any("lora_embedding_A" in k for k in saved) and all("lora_" in k for k in saved)  # no base embedding copy
+    emb = res.model.base_model.model.model.embed_tokens
+    assert emb.lora_embedding_B["default"].abs().sum() > 0  # starts at zero: trained
+    ids = torch.randint(4, 300, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = res.model.eval()(input_ids=ids).logits
+        merged = models.load(str(tied_base), str(out)).model
+        plain = models.load(str(tied_base), "none").model(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+    assert (plain - want).abs().max() > 1e-3
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert merged.lm_head.weight is merged.model.embed_tokens.weight

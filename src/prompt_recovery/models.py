@@ -419,8 +419,10 @@ def unmatched_targets(model, target_modules) -> list[str]:
     """Target-module names of a LoRA config that match no module of `model`."""
     if isinstance(target_modules, str):
         return []  # a regex: PEFT matches it itself
-    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    return sorted(t for t in target_modules or [] if t not in leaves and not any(n.endswith(t) for n in leaves))
+    names = [name for name, _ in model.named_modules()]
+    leaves = {name.rsplit(".", 1)[-1] for name in names}
+    return sorted(t for t in target_modules or [] if t not in leaves and not any(n.endswith(t) for n in leaves)
+                  and not any(n == t or n.endswith("." + t) for n in names))  # a dotted name ("model.embed_tokens")
 
 
 def attach_adapter(model, adapter: str, trainable: bool = False):
@@ -439,6 +441,25 @@ def attach_adapter(model, adapter: str, trainable: bool = False):
         raise UserError(f"cannot load adapter {adapter!r}: {str(e).splitlines()[0]}") from None
 
 
+def merge_adapter(peft_model):
+    """The base model with the LoRA deltas added to its weights (PEFT's `merge_and_unload`), except that a
+    weight shared by two adapted layers (an output layer tied to the embedding, adapted with
+    `ensure_weight_tying`, which gives both layers one delta) gets its delta once: PEFT adds it twice."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    cfg = peft_model.peft_config.get(peft_model.active_adapter)
+    if not getattr(cfg, "ensure_weight_tying", False):
+        return peft_model.merge_and_unload()
+    merged: set[int] = set()
+    for _, module in peft_model.named_modules():
+        if isinstance(module, BaseTunerLayer):
+            ptr = module.get_base_layer().weight.data_ptr()
+            if ptr not in merged:
+                merged.add(ptr)
+                module.merge()
+    return peft_model.unload()
+
+
 def load(model: str = "smollm2-135m", adapter: str | None = "default", device: str = "auto",
          dtype: str = "auto", merge: bool = True) -> Loaded:
     """The one loader: base model + tokenizer (+ LoRA adapter, merged for fast inference)."""
@@ -448,7 +469,7 @@ def load(model: str = "smollm2-135m", adapter: str | None = "default", device: s
     if adapter_path:
         m = attach_adapter(m, adapter_path)
         if merge:
-            m = m.merge_and_unload()
+            m = merge_adapter(m)
         m.eval()
     dev = str(next(m.parameters()).device)
     dt = str(next(m.parameters()).dtype).replace("torch.", "")

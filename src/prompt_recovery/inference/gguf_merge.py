@@ -5,8 +5,8 @@
 
 `merged_gguf(base, adapter)` de-quantizes the base GGUF (the ``smollm2-135m`` preset's packaged
 file, or any Llama ``.gguf``; `gguf_source` finds it for a --model value) to float32, adds the
-PEFT LoRA delta (`read_lora`; q/k rows permuted the way llama.cpp's converter permutes those
-weights) and stores the 2-D weights as ``$PROMPT_RECOVERY_GGUF_TYPE`` (`gguf_type`: default
+PEFT LoRA delta (`read_lora`: the linear layers, q/k rows permuted the way llama.cpp's converter permutes those
+weights, and the token embedding's delta, which a tied output layer shares) and stores the 2-D weights as ``$PROMPT_RECOVERY_GGUF_TYPE`` (`gguf_type`: default
 ``f32`` with the OpenBLAS build of llama.cpp, the reference's exact weights; ``f16`` with a plain
 build; ``bf16`` and ``q8_0`` are faster but change some answers); norms, the token embedding and
 the output head stay float32. The result is cached under ``$PROMPT_RECOVERY_CACHE/gguf/``
@@ -104,21 +104,34 @@ def read_lora(adapter_dir: str | Path) -> tuple[dict, dict]:
 
     tensors = {k: v.float().numpy() for k, v in load_file(str(weights)).items()}
     r, alpha = cfg.get("r", 8), cfg.get("lora_alpha", 8)
+
+    def scale(module: str) -> np.float32:
+        rank = cfg.get("rank_pattern", {}).get(module, r)
+        alph = cfg.get("alpha_pattern", {}).get(module, alpha)
+        return np.float32(alph / (rank ** 0.5 if cfg.get("use_rslora") else rank))
+
     pat = re.compile(r"layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_A(?:\.default)?\.weight$")
     deltas: dict[str, np.ndarray] = {}
     for key, a in tensors.items():
+        if "lora_embedding_A" in key:  # the token embedding: delta (vocab x dim) = (B A)^T
+            if not re.search(r"(^|\.)embed_tokens\.lora_embedding_A(?:\.default)?$", key):
+                raise UserError(f"adapter {adapter_dir}: LoRA on {key.split('.lora_embedding_A')[0]} is not "
+                                f"supported by the llama-cpp backend; use --backend transformers")
+            b = tensors[key.replace("lora_embedding_A", "lora_embedding_B")]
+            deltas["token_embd.weight"] = np.ascontiguousarray((b @ a).T) * scale("embed_tokens")
+            continue
         if "lora_A" not in key:
+            continue
+        b = tensors[key.replace("lora_A", "lora_B")]
+        if re.search(r"(^|\.)lm_head\.lora_A(?:\.default)?\.weight$", key):
+            if not cfg.get("ensure_weight_tying"):  # tied: the embedding's delta, which moves both
+                deltas["output.weight"] = (b @ a) * scale("lm_head")
             continue
         m = pat.search(key)
         if not m:
             raise UserError(f"adapter {adapter_dir}: LoRA on {key.split('.lora_A')[0]} is not supported by the "
                             f"llama-cpp backend; use --backend transformers")
-        b = tensors[key.replace("lora_A", "lora_B")]
-        module = m.group(2).split(".")[-1]
-        rank = cfg.get("rank_pattern", {}).get(module, r)
-        alph = cfg.get("alpha_pattern", {}).get(module, alpha)
-        scale = alph / (rank ** 0.5 if cfg.get("use_rslora") else rank)
-        deltas[f"blk.{m.group(1)}.{_LLAMA_TENSORS[m.group(2)]}.weight"] = (b @ a) * np.float32(scale)
+        deltas[f"blk.{m.group(1)}.{_LLAMA_TENSORS[m.group(2)]}.weight"] = (b @ a) * scale(m.group(2).split(".")[-1])
     return cfg, deltas
 
 

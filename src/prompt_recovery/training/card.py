@@ -274,9 +274,12 @@ def render_card(adapter_dir: str | Path, cfg: dict, run: dict) -> str:
         x = json.loads(extracted.read_text())
         body += ["", "## Extracted from a full fine-tune", "",
                  f"Every weight of the base model was fine-tuned (the recipe below); this adapter is the rank-{x['rank']} "
-                 f"truncated SVD of that fine-tune's change to {x['layers']} linear layers (`prompt-recovery "
-                 f"extract-lora`, alpha = r), keeping {100 * x['kept']:.1f}% of the squared norm of all weight changes "
-                 "(most of the rest is the tied embedding's). The evaluation below is of the adapter itself."]
+                 f"truncated SVD of that fine-tune's change to {x['layers']} layers (`prompt-recovery extract-lora`, "
+                 f"alpha = r; "
+                 + ("the token embedding among them, its delta shared by the tied output layer through PEFT's "
+                    "`ensure_weight_tying`" if x.get("embedding") else "linear layers only: the embedding's change is dropped")
+                 + f"), keeping {100 * x['kept']:.1f}% of the squared norm of all weight changes. The evaluation "
+                 "below is of the adapter itself."]
     body += _recipe_sections(cfg, run)
     if results:
         body += _evaluation_section(results)

@@ -5,11 +5,15 @@
 A full fine-tune (`train` with `finetune: full`) is a whole model (540 MB for SmolLM2-135M in float32);
 its change to each targeted linear layer, W_tuned - W_base, is replaced by its best rank-r approximation
 (Eckart-Young: U_r S_r V_r^T), written as a PEFT LoRA adapter with lora_B = U_r S_r^(1/2),
-lora_A = S_r^(1/2) V_r^T and alpha = r (scale 1). The adapter then goes wherever an adapter goes: the
-llama.cpp fast path, `export`, the shipped-adapter slot. Changes outside the targeted linear layers
-(embeddings, norms) are dropped; the command prints how much of the change it keeps (share of the squared
-Frobenius norm of all weight changes) so that the loss can be weighed, and the copy is measured like any
-model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`, training config
+lora_A = S_r^(1/2) V_r^T and alpha = r (scale 1). The token embedding's change gets the same treatment
+(`--embedding`, on by default: PEFT's LoRA embedding layer, and where the model ties its output layer to
+the embedding, as SmolLM2 does, `ensure_weight_tying` so that one delta moves both, as the fine-tune
+did; an untied output layer is extracted as one more linear layer). For run F2 of docs/quality.md the
+embedding holds 65% of the whole change and rank 64 keeps 92% of it. The adapter then goes wherever an
+adapter goes: the llama.cpp fast path (`inference/gguf_merge.py` merges the embedding delta too),
+`export`, the shipped-adapter slot. Norm changes are dropped; the command prints how much of the change
+it keeps (share of the squared Frobenius norm of all weight changes, each tensor counted once) so that
+the loss can be weighed, and the copy is measured like any model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`, training config
 and log, and gets a model card saying what it was extracted from.
 """
 
@@ -36,6 +40,8 @@ class ExtractConfig:
                                   "names)")
     rank: int = opt(64, "LoRA rank r of the extracted adapter")
     target_modules: list[str] = opt(None, "linear layers to extract", default_factory=lambda: list(TARGETS))
+    embedding: bool = opt(True, "also extract the token embedding's change at the same rank (and the output "
+                                "layer's: tied to the embedding in SmolLM2, one more linear layer where untied)")
     dtype: str = opt("bfloat16", "dtype of the saved LoRA weights", choices=("float32", "bfloat16"))
     output_dir: str = opt("runs/extracted-lora", "where the adapter is written")
 
@@ -57,8 +63,12 @@ def low_rank(delta, rank: int):
     return b, a, kept
 
 
+def _module_name(model, module) -> str | None:
+    return next((n for n, m in model.named_modules() if m is module), None)
+
+
 def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
-    """Write the adapter; returns (its folder, {"kept": share of all weight change kept, "layers": n})."""
+    """Write the adapter; returns (its folder, {"kept": share of all weight change kept, "layers": n, ...})."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -76,34 +86,65 @@ def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
     base_sd = base.state_dict()
     if set(tuned_sd) != set(base_sd) or any(tuned_sd[k].shape != v.shape for k, v in base_sd.items()):
         raise UserError(f"extract-lora: {cfg.tuned} does not have the architecture of {base_name}")
-    total = sum(float(((tuned_sd[k].double() - v.double()) ** 2).sum()) for k, v in base_sd.items())
+
+    def change(key):
+        return float(((tuned_sd[key].double() - base_sd[key].double()) ** 2).sum())
+
+    seen: set[int] = set()  # a tied tensor (embedding = output layer) is one tensor: counted once
+    total = 0.0
+    for k, v in base_sd.items():
+        if v.data_ptr() not in seen:
+            seen.add(v.data_ptr())
+            total += change(k)
+    targets, tie = list(cfg.target_modules), False
+    emb, head = base.get_input_embeddings(), base.get_output_embeddings()
+    emb_name = _module_name(base, emb)
+    head_name = _module_name(base, head) if head is not None else None
+    if cfg.embedding and emb_name and change(emb_name + ".weight") > 0:
+        targets.append(emb_name.rsplit(".", 1)[-1])
+        tie = head is not None and head.weight is emb.weight
+    if cfg.embedding and head_name and head.weight is not emb.weight and change(head_name + ".weight") > 0:
+        targets.append(head_name.rsplit(".", 1)[-1])
     peft_model = get_peft_model(base, LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, lora_dropout=0.0,
-                                                 target_modules=cfg.target_modules, task_type="CAUSAL_LM"))
+                                                 target_modules=targets, task_type="CAUSAL_LM",
+                                                 ensure_weight_tying=tie))
     kept_energy, layers = 0.0, 0
     with torch.no_grad():
         for name, module in peft_model.named_modules():
-            if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
-                continue
             key = name.replace("base_model.model.", "", 1) + ".weight"
-            delta = tuned_sd[key] - base_sd[key]
-            b, a, share = low_rank(delta, cfg.rank)
-            module.lora_B["default"].weight.copy_(b)
-            module.lora_A["default"].weight.copy_(a)
+            if "default" in getattr(module, "lora_embedding_A", {}):  # delta (vocab x dim) = (B A)^T
+                delta = tuned_sd[key] - base_sd[key]
+                b, a, share = low_rank(delta.T, cfg.rank)
+                module.lora_embedding_B["default"].copy_(b)
+                module.lora_embedding_A["default"].copy_(a)
+            elif "default" in getattr(module, "lora_A", {}):
+                if tie and name.endswith("." + head_name):
+                    continue  # the output layer's LoRA is the embedding's, transposed (ensure_weight_tying)
+                delta = tuned_sd[key] - base_sd[key]
+                b, a, share = low_rank(delta, cfg.rank)
+                module.lora_B["default"].weight.copy_(b)
+                module.lora_A["default"].weight.copy_(a)
+            else:
+                continue
             kept_energy += share * float((delta.double() ** 2).sum())
             layers += 1
     if not layers:
         raise UserError(f"extract-lora: none of {cfg.target_modules} is a linear layer of {base_name}")
-    if cfg.dtype == "bfloat16":
-        for n, p in peft_model.named_parameters():
-            if "lora_" in n:
-                p.data = p.data.to(torch.bfloat16)
     out = Path(cfg.output_dir)
     if out.exists() and any(out.iterdir()) and not (out / "adapter_config.json").is_file():
         raise UserError(f"extract-lora: {out} exists and is not an adapter folder; give another --output-dir")
     stats = {"kept": kept_energy / total if total > 0 else 1.0, "layers": layers, "rank": cfg.rank,
+             "embedding": bool(cfg.embedding and emb_name and emb_name.rsplit(".", 1)[-1] in targets),
              "from": str(cfg.tuned)}
     with atomic_path(out, directory=True, replace=True) as tmp:
-        peft_model.save_pretrained(tmp)
+        peft_model.save_pretrained(tmp, save_embedding_layers=False)  # the LoRA factors, not the base embedding
+        if cfg.dtype == "bfloat16":  # cast the saved file: the tied output layer's factors are views
+            from safetensors.torch import load_file, save_file
+
+            weights = tmp / "adapter_model.safetensors"
+            save_file({k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(weights)).items()},
+                      str(weights), metadata={"format": "pt"})
+            weights.chmod(0o644)
         cfg_path = tmp / "adapter_config.json"
         ac = json.loads(cfg_path.read_text())
         ac["base_model_name_or_path"] = base_hub_id(base_name) or base_name
@@ -123,6 +164,7 @@ def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
 
 def run(cfg: ExtractConfig) -> int:
     out, stats = extract(cfg)
-    print(f"extract-lora: rank-{stats['rank']} adapter of {stats['layers']} layers written to {out}; it keeps "
+    print(f"extract-lora: rank-{stats['rank']} adapter of {stats['layers']} layers"
+          f"{' (the token embedding among them)' if stats['embedding'] else ''} written to {out}; it keeps "
           f"{100 * stats['kept']:.1f}% of the fine-tune's weight change (squared norm)")
     return 0

@@ -126,8 +126,13 @@ def build_model(cfg: TrainConfig, device: str, dtype):
         missing = models.unmatched_targets(base, cfg.target_modules)
         if len(missing) == len(cfg.target_modules):
             raise UserError(f"none of the target modules {cfg.target_modules} exist in {type(base).__name__}")
+        targets = [t for t in cfg.target_modules if t not in missing]
+        emb, head = base.get_input_embeddings(), base.get_output_embeddings()
+        # an adapted embedding whose output layer is tied to it: one delta for both, as a full fine-tune has
+        tie = head is not None and head.weight is emb.weight and any(
+            n.rsplit(".", 1)[-1] in targets for n, m in base.named_modules() if m is emb)
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=[t for t in cfg.target_modules if t not in missing], task_type="CAUSAL_LM")
+                          target_modules=targets, task_type="CAUSAL_LM", ensure_weight_tying=tie)
         model = get_peft_model(base, lcfg)
     return model, tok, source
 
@@ -387,7 +392,9 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     # state dict (accelerate's get_state_dict), then the main process writes it; otherwise the model's own
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(out, state_dict=state_dict)
+        # an adapted embedding is saved as its LoRA factors, not with a copy of the base embedding
+        trainer.model.save_pretrained(out, state_dict=state_dict,
+                                      **({} if cfg.finetune == "full" else {"save_embedding_layers": False}))
         tok.save_pretrained(out)
         models.write_adapter_meta(out, {"prompt_format": fmt.to_dict(), "base_model": cfg.model,
                                         "base_source": source})

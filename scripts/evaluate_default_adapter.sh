@@ -24,7 +24,7 @@ import sys
 from prompt_recovery.training.card import add_evaluation
 add_evaluation(sys.argv[1], {"shipped adapter, dev": "runs/eval/dev/report.json",
                              "shipped adapter, dev with typos (rate 0.05)": "runs/eval/dev_typos/report.json"},
-               note="Public dev split (756 rows, ../shared/data/public_triples/dev.csv cleaned with `data clean --eval`). "
+               note="Public dev split (730 rows, ../shared/data/public_triples/dev.csv cleaned with `data clean --eval`). "
                     "SCS with all-MiniLM-L6-v2 (offline); values are [mean, 95% bootstrap CI low, high]. "
                     "Reproduce: `bash scripts/evaluate_default_adapter.sh`.")
 print(open(sys.argv[1] + "/README.md").read())

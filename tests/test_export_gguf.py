@@ -19,7 +19,7 @@ from prompt_recovery.cli import main
 from prompt_recovery.errors import UserError
 from prompt_recovery.training.export import (ExportConfig, check_export_dir, gguf_name, ollama_template, parse_modelfile,
                                     render_modelfile, stop_tokens)
-from prompt_recovery.prompting import PromptFormat, get_format, user_message
+from prompt_recovery.prompting import PromptFormat, get_format, length_line, user_message
 
 needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                      reason="llama-cpp-python is not installed")
@@ -187,7 +187,9 @@ def test_exported_gguf_answers_like_recover(tmp_path, monkeypatch, capfd):
     try:
         got_raw = []
         for o, r in pairs:
-            prompt = _fill(mf["template"], user_message(o, r))  # the texts fit the budget: no truncation
+            # the texts fit the budget (no truncation); the Length line where the adapter was trained with it
+            hint = length_line(o, r) if rec.prompt_format.length_hint else None
+            prompt = _fill(mf["template"], user_message(o, r, hint))
             # llama.cpp's own tokenizer gives the token ids recover's tokenizer gives
             assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == rec.prompt_ids(o, r)
             res = llm.create_completion(prompt, max_tokens=int(params["num_predict"][0]), stop=params["stop"],

@@ -1,6 +1,6 @@
 """A LoRA adapter from a fully fine-tuned model: the truncated SVD of each linear layer's weight change.
 
-    prompt-recovery extract-lora runs/exp/f1-full-pub1k-hw --rank 64 --output-dir runs/f1-lora64
+    prompt-recovery extract-lora runs/exp/f2-full-pub1k-hw2-syn600-len --rank 56 --output-dir runs/f2-lora56e
 
 A full fine-tune (`train` with `finetune: full`) is a whole model (540 MB for SmolLM2-135M in float32);
 its change to each targeted linear layer, W_tuned - W_base, is replaced by its best rank-r approximation
@@ -38,7 +38,8 @@ class ExtractConfig:
     tuned: str | None = opt(None, "the fully fine-tuned model directory (train with finetune: full)", positional=True)
     model: str | None = opt(None, "the base model it was fine-tuned from (default: the one its prompt_recovery.json "
                                   "names)")
-    rank: int = opt(64, "LoRA rank r of the extracted adapter")
+    rank: int = opt(56, "LoRA rank r of the extracted adapter (56: SmolLM2-135M's 7 linear layer kinds and its "
+                        "embedding in 45 MB of bfloat16, under the 50 MB limit of a shipped adapter)")
     target_modules: list[str] = opt(None, "linear layers to extract", default_factory=lambda: list(TARGETS))
     embedding: bool = opt(True, "also extract the token embedding's change at the same rank (and the output "
                                 "layer's: tied to the embedding in SmolLM2, one more linear layer where untied)")

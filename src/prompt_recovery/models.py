@@ -441,6 +441,15 @@ def attach_adapter(model, adapter: str, trainable: bool = False):
         raise UserError(f"cannot load adapter {adapter!r}: {str(e).splitlines()[0]}") from None
 
 
+def embedding_layers(model) -> tuple[str, str | None, bool]:
+    """(module name of the token embedding, of the output layer or None, whether the two share one weight, as
+    SmolLM2's do): what an adapted embedding needs to know (`ensure_weight_tying`)."""
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    names = {id(m): n for n, m in model.named_modules()}
+    tied = head is not None and head.weight is emb.weight
+    return names[id(emb)], names.get(id(head)) if head is not None else None, tied
+
+
 def merge_adapter(peft_model):
     """The base model with the LoRA deltas added to its weights (PEFT's `merge_and_unload`), except that a
     weight shared by two adapted layers (an output layer tied to the embedding, adapted with

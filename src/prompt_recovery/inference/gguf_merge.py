@@ -5,8 +5,9 @@
 
 `merged_gguf(base, adapter)` de-quantizes the base GGUF (the ``smollm2-135m`` preset's packaged
 file, or any Llama ``.gguf``; `gguf_source` finds it for a --model value) to float32, adds the
-PEFT LoRA delta (`read_lora`: the linear layers, q/k rows permuted the way llama.cpp's converter permutes those
-weights, and the token embedding's delta, which a tied output layer shares) and stores the 2-D weights as ``$PROMPT_RECOVERY_GGUF_TYPE`` (`gguf_type`: default
+PEFT LoRA delta (`read_lora`: the linear layers, q/k rows permuted the way llama.cpp's converter
+permutes those weights, and the token embedding's delta, which a tied output layer shares) and stores
+the 2-D weights as ``$PROMPT_RECOVERY_GGUF_TYPE`` (`gguf_type`: default
 ``f32`` with the OpenBLAS build of llama.cpp, the reference's exact weights; ``f16`` with a plain
 build; ``bf16`` and ``q8_0`` are faster but change some answers); norms, the token embedding and
 the output head stay float32. The result is cached under ``$PROMPT_RECOVERY_CACHE/gguf/``

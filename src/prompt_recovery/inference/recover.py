@@ -115,8 +115,9 @@ def load_recoverer(cfg):
 class RecoverConfig(ModelOptions, SearchOptions):
     # recover answers a few pairs at a time, so it reranks by default: the model's answer against one generic
     # instruction per family, kept unless one explains the rewrite better (docs/quality.md, sessions 7-8: with the
-    # shipped adapter and margin 0.12, family accuracy +0.18 on the suite, held-out unchanged). `--select first --no-prototypes` is the plain greedy answer
-    # (what `predict` and `serve` return by default, ~10x faster).
+    # shipped adapter and margin 0.12, family accuracy +0.18 on the suite, held-out level under MiniLM).
+    # `--select first --no-prototypes` is the plain greedy answer (what `predict` and `serve` return by default,
+    # ~10x faster).
     prototypes: bool = opt(True, PROTOTYPES_HELP)
     select: str = opt("likelihood", SELECT_HELP, choices=SELECT)
     original: str | None = opt(None, "original text")

@@ -76,7 +76,8 @@ class SearchOptions:
     replay_max_new_tokens: int = opt(96, "replay: tokens per replayed rewrite")
     replay_margin: float = opt(0.0, "replay: another candidate must beat candidate 0 by this cosine margin")
     likelihood_margin: float = opt(0.12, "likelihood: another candidate must beat candidate 0 by this many nats "
-                                   "per rewrite token (0.12: chosen for the shipped adapter on held-out rows, docs/quality.md)")
+                                   "per rewrite token (0.12: chosen for the shipped adapter on held-out rows, "
+                                   "docs/quality.md)")
     suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
     suffix_file: str | None = opt(None, "read --suffix from this UTF-8 file (e.g. written by `mean-prompt`)")
 

@@ -13,8 +13,8 @@ embedding holds 65% of the whole change and rank 64 keeps 92% of it. The adapter
 adapter goes: the llama.cpp fast path (`inference/gguf_merge.py` merges the embedding delta too),
 `export`, the shipped-adapter slot. Norm changes are dropped; the command prints how much of the change
 it keeps (share of the squared Frobenius norm of all weight changes, each tensor counted once) so that
-the loss can be weighed, and the copy is measured like any model (`scripts/quality_eval.sh`). The adapter keeps the fine-tune's `prompt_recovery.json`, training config
-and log, and gets a model card saying what it was extracted from.
+the loss can be weighed, and the copy is measured like any model (`scripts/quality_eval.sh`). The
+adapter keeps the fine-tune's `prompt_recovery.json`, training config and log, and gets a model card saying what it was extracted from.
 """
 
 from __future__ import annotations
@@ -64,10 +64,6 @@ def low_rank(delta, rank: int):
     return b, a, kept
 
 
-def _module_name(model, module) -> str | None:
-    return next((n for n, m in model.named_modules() if m is module), None)
-
-
 def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
     """Write the adapter; returns (its folder, {"kept": share of all weight change kept, "layers": n, ...})."""
     import torch
@@ -97,14 +93,11 @@ def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
         if v.data_ptr() not in seen:
             seen.add(v.data_ptr())
             total += change(k)
-    targets, tie = list(cfg.target_modules), False
-    emb, head = base.get_input_embeddings(), base.get_output_embeddings()
-    emb_name = _module_name(base, emb)
-    head_name = _module_name(base, head) if head is not None else None
-    if cfg.embedding and emb_name and change(emb_name + ".weight") > 0:
-        targets.append(emb_name.rsplit(".", 1)[-1])
-        tie = head is not None and head.weight is emb.weight
-    if cfg.embedding and head_name and head.weight is not emb.weight and change(head_name + ".weight") > 0:
+    emb_name, head_name, tied = models.embedding_layers(base)
+    with_embedding = cfg.embedding and change(emb_name + ".weight") > 0
+    tie = with_embedding and tied
+    targets = list(cfg.target_modules) + ([emb_name.rsplit(".", 1)[-1]] if with_embedding else [])
+    if cfg.embedding and head_name and not tied and change(head_name + ".weight") > 0:
         targets.append(head_name.rsplit(".", 1)[-1])
     peft_model = get_peft_model(base, LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, lora_dropout=0.0,
                                                  target_modules=targets, task_type="CAUSAL_LM",
@@ -135,7 +128,7 @@ def extract(cfg: ExtractConfig) -> tuple[Path, dict]:
     if out.exists() and any(out.iterdir()) and not (out / "adapter_config.json").is_file():
         raise UserError(f"extract-lora: {out} exists and is not an adapter folder; give another --output-dir")
     stats = {"kept": kept_energy / total if total > 0 else 1.0, "layers": layers, "rank": cfg.rank,
-             "embedding": bool(cfg.embedding and emb_name and emb_name.rsplit(".", 1)[-1] in targets),
+             "embedding": with_embedding,
              "from": str(cfg.tuned)}
     with atomic_path(out, directory=True, replace=True) as tmp:
         peft_model.save_pretrained(tmp, save_embedding_layers=False)  # the LoRA factors, not the base embedding

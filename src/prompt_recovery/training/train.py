@@ -127,10 +127,9 @@ def build_model(cfg: TrainConfig, device: str, dtype):
         if len(missing) == len(cfg.target_modules):
             raise UserError(f"none of the target modules {cfg.target_modules} exist in {type(base).__name__}")
         targets = [t for t in cfg.target_modules if t not in missing]
-        emb, head = base.get_input_embeddings(), base.get_output_embeddings()
+        emb_name, _, tied = models.embedding_layers(base)
         # an adapted embedding whose output layer is tied to it: one delta for both, as a full fine-tune has
-        tie = head is not None and head.weight is emb.weight and any(
-            n.rsplit(".", 1)[-1] in targets for n, m in base.named_modules() if m is emb)
+        tie = tied and emb_name.rsplit(".", 1)[-1] in targets
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=targets, task_type="CAUSAL_LM", ensure_weight_tying=tie)
         model = get_peft_model(base, lcfg)

@@ -5,6 +5,9 @@
         --pred runs/pred/f1l64_heldout.csv -o runs/probe/lik_heldout.jsonl
     python scripts/probe_rewrite_likelihood.py --sweep runs/probe/lik_suite.jsonl --pred runs/pred/f1l64_suite.csv \
         --out-dir runs/probe/sweep_suite      # predictions per margin, then `evaluate` them
+    python scripts/probe_rewrite_likelihood.py --sweep runs/probe/lik_suite.jsonl --pred runs/pred/f1l64_suite.csv \
+        --prior src/prompt_recovery/search/length_prior.json --prior-weights 0.5 1 2 --pairs-files suite \
+        --out-dir runs/probe/sweep_suite_prior    # the same with the length prior (search.length_prior)
 
 Scores come from `search.likelihood.LikelihoodScorer` (what `--select likelihood` uses: log p(rewrite | c, original)
 under the base SmolLM2-135M-Instruct), the choice per margin from `search.likelihood.pick`: the model's own answer
@@ -72,19 +75,33 @@ def score(args) -> None:
 
 
 def sweep(args) -> None:
-    """Predictions per margin from the score files (no model), for `evaluate`."""
+    """Predictions per margin (and length-prior weight) from the score files (no model), for `evaluate`."""
     import pandas as pd
 
-    from prompt_recovery.search.likelihood import pick
+    from prompt_recovery.search.length_prior import LengthPrior
+    from prompt_recovery.search.likelihood import pick, with_prior
 
     rows = [json.loads(line) for path in args.sweep for line in open(path)]
+    prior, texts = None, {}
+    if args.prior:
+        prior = LengthPrior.load(args.prior)
+        for path in args.pairs_files or []:
+            d = read_pairs(path, None)
+            texts.update(zip(d["id"], zip(d["original_text"], d["rewritten_text"])))
+        missing = [r["id"] for r in rows if r["id"] not in texts]
+        if missing:
+            sys.exit(f"--prior needs the texts of every scored row (--pairs-files); {len(missing)} missing")
     os.makedirs(args.out_dir, exist_ok=True)
-    for m in args.margins:
-        out = [{"id": r["id"], "rewrite_prompt": r["candidates"][pick(r["scores"], r["target_tokens"], m)]}
-               for r in rows]
-        path = os.path.join(args.out_dir, f"m{m:g}.csv")
-        pd.DataFrame(out).to_csv(path, index=False)
-        print(path, sum(o["rewrite_prompt"] != r["candidates"][0] for o, r in zip(out, rows)), "changed of", len(rows))
+    for w in (args.prior_weights if prior else [0.0]):
+        for m in args.margins:
+            out = []
+            for r in rows:
+                s = with_prior(r["scores"], *texts.get(r["id"], ("", "")), r["candidates"], prior, w)
+                out.append({"id": r["id"], "rewrite_prompt": r["candidates"][pick(s, r["target_tokens"], m)]})
+            path = os.path.join(args.out_dir, f"m{m:g}.csv" if not prior else f"w{w:g}_m{m:g}.csv")
+            pd.DataFrame(out).to_csv(path, index=False)
+            print(path, sum(o["rewrite_prompt"] != r["candidates"][0] for o, r in zip(out, rows)), "changed of",
+                  len(rows))
 
 
 def main(argv=None) -> None:
@@ -101,6 +118,9 @@ def main(argv=None) -> None:
     p.add_argument("--sweep", nargs="+")
     p.add_argument("--reuse", nargs="+", help="score files of another model's run: reuse their prototype scores")
     p.add_argument("--out-dir")
+    p.add_argument("--prior", help="sweep: add a length prior (search.length_prior JSON) to the scores")
+    p.add_argument("--prior-weights", type=float, nargs="+", default=[1.0])
+    p.add_argument("--pairs-files", nargs="+", help="sweep with --prior: the pair files of the scored rows")
     p.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1, 0.2])
     a = p.parse_args(argv)
     sweep(a) if a.sweep else score(a)

@@ -26,8 +26,12 @@ h = pd.read_json("runs/data/isplit/heldout.jsonl", lines=True, dtype={"id": str}
 h[~h["id"].isin(seen)].to_json("runs/data/isplit/heldout_unseen.jsonl", orient="records", lines=True, force_ascii=False)
 print(f"heldout_unseen: {(~h['id'].isin(seen)).sum()} of {len(h)} held-out rows")
 PY
-$PR data import --input data/handwritten/*.jsonl --output runs/data/handwritten.jsonl
-for part in synthetic.clean handwritten; do
+# the hand-written rows of sessions 1-8 (the mixes of every run up to F3 and the shipped adapter), then round 3
+# (session 9: summarise, expand, simplify, casual, formal, tone, point of view, persona) as a part of its own
+HW="formats literary ops_summarise round2_a round2_b round2_c tone_persona"
+$PR data import --input $(for f in $HW; do echo data/handwritten/$f.jsonl; done) --output runs/data/handwritten.jsonl
+$PR data import --input data/handwritten/round3_*.jsonl --output runs/data/handwritten_r3.jsonl
+for part in synthetic.clean handwritten handwritten_r3; do
   $PR data exclude --input runs/data/$part.jsonl --clusters runs/data/isplit/clusters.json --exclude-splits heldout \
       --output runs/data/$part.kept.jsonl
 done
@@ -42,7 +46,13 @@ pub = part("runs/data/isplit/train.jsonl", "public").sample(1000, random_state=0
 hw = part("runs/data/handwritten.kept.jsonl", "handwritten")
 syn = part("runs/data/synthetic.clean.kept.jsonl", "synthetic").sample(600, random_state=0)
 hw2 = hw.assign(id=hw["id"] + "~2")  # a second copy: hand-written rows weighted 2x (R7)
-mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_pub1k_hw2_syn600": [pub, hw, hw2, syn]}
+r3 = part("runs/data/handwritten_r3.kept.jsonl", "handwritten_r3")
+r3x2 = r3.assign(id=r3["id"] + "~2")
+mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_pub1k_hw2_syn600": [pub, hw, hw2, syn],
+         "mix_pub1k_hw2r3_syn600": [pub, hw, hw2, r3, r3x2, syn]}
+# F5: round 3 twice plus a replay sample of F2's rows (800 rows), to train the shipped adapter on
+f2 = pd.concat(mixes["mix_pub1k_hw2_syn600"])
+mixes["mix_r3x2_f2replay"] = [r3, r3x2, f2.sample(800 - 2 * len(r3), random_state=0)]
 for name, parts in mixes.items():
     m = pd.concat(parts).sample(frac=1, random_state=0)
     m.to_json(f"runs/data/{name}.jsonl", orient="records", lines=True, force_ascii=False)

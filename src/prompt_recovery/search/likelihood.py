@@ -10,6 +10,8 @@ score is log p(r | c, o): the summed log-probability of the first ``rewrite_toke
 (no generation), plus the end-of-sequence token when r fits in them (a rewrite that ends early is evidence for a
 summary or a headline). Every candidate of a pair scores the same tokens, so the scores compare directly; the answer
 is the one that best *explains the rewrite*, which is what a recovery model trained to name genres does not learn.
+With a length prior (`search.length_prior`, ``--length-prior``) each score adds ``prior_weight`` x log p(length
+ratio | the candidate's category), the evidence of the whole rewrite's length that the first tokens do not carry.
 
 Candidate 0 (the recovery model's greedy answer) is kept unless another beats it by more than ``margin`` nats per
 scored token. With ``--prototypes`` the candidates include `candidates.PROTOTYPES` (one generic instruction per
@@ -32,12 +34,24 @@ def pick(scores: Sequence[float], n: int, margin: float) -> int:
     return best if scores[best] > scores[0] + margin * n else 0
 
 
+def with_prior(scores: Sequence[float], original: str, rewritten: str, candidates: Sequence[str], prior,
+               weight: float = 1.0) -> list[float]:
+    """`scores` plus `weight` x the length prior's log p(length ratio | candidate's category) (unchanged without
+    a prior)."""
+    if prior is None or not weight:
+        return list(scores)
+    return [s + weight * prior.logp(original, rewritten, c) for s, c in zip(scores, candidates)]
+
+
 class LikelihoodScorer:
     """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
 
+    prior, prior_weight = None, 1.0
+
     def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = 48, margin: float = 0.0,
-                 template: str = REQUEST_TEMPLATE):
+                 template: str = REQUEST_TEMPLATE, prior=None, prior_weight: float = 1.0):
         self.rewriter, self.template, self.margin = rewriter, template, margin
+        self.prior, self.prior_weight = prior, prior_weight  # a `length_prior.LengthPrior` or None
         self.original_tokens, self.rewrite_tokens = original_tokens, rewrite_tokens
         self.model, self.tok = rewriter.loaded.model, rewriter.loaded.tokenizer
 
@@ -81,6 +95,7 @@ class LikelihoodScorer:
                 out.append(Choice(cands[0], 0, cands, [0.0]))
                 continue
             s, n = self.scores(o, r, cands)
+            s = with_prior(s, o, r, cands, self.prior, self.prior_weight)
             i = pick(s, n, self.margin)
             out.append(Choice(cands[i], i, cands, s))
         return out

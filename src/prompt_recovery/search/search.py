@@ -21,7 +21,8 @@ Per row:
          replayed rewrite is closest to the observed rewrite;
        * ``likelihood``: the candidate under which the rewriter model finds the observed rewrite most likely
          (`prompt_recovery.search.likelihood`; teacher-forced, no generation), candidate 0 kept unless another
-         wins by ``--likelihood-margin`` nats per token;
+         wins by ``--likelihood-margin`` nats per token; ``--length-prior`` adds the evidence of the rewrite's
+         change of length (`prompt_recovery.search.length_prior`);
        * ``first``: candidate 0 (the greedy prediction);
   3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
      appended to the chosen instruction after a space.
@@ -43,6 +44,7 @@ from prompt_recovery.schema import read_text_file
 from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import sharpen
 from prompt_recovery.search.candidates import PROTOTYPES, PromptBank, dedupe, model_candidates
+from prompt_recovery.search.length_prior import LengthPrior
 from prompt_recovery.search.likelihood import LikelihoodScorer
 from prompt_recovery.search.replay import Replayer
 
@@ -51,10 +53,12 @@ SELECT = ("mbr", "replay", "likelihood", "first")
 SELECT_HELP = ("how one of several candidates is chosen: mbr (consensus), replay (rewrite each candidate and compare), "
                "likelihood (the candidate under which the rewriter model finds the rewrite most likely), first")
 PROTOTYPES_HELP = "add one generic instruction per instruction family to the candidates (for --select likelihood)"
+LENGTH_PRIOR_HELP = ("likelihood: add how likely the rewrite's change of length is under each candidate's kind of "
+                     "instruction (search.length_prior: a summary is short, an expansion long)")
 # option names that change predictions (predict's resume fingerprint includes them)
 SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
                "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
-               "prototypes", "likelihood_margin", "suffix", "suffix_file")
+               "prototypes", "likelihood_margin", "length_prior", "length_prior_weight", "suffix", "suffix_file")
 
 
 @dataclass
@@ -78,6 +82,8 @@ class SearchOptions:
     likelihood_margin: float = opt(0.12, "likelihood: another candidate must beat candidate 0 by this many nats "
                                    "per rewrite token (0.12: chosen for the shipped adapter on held-out rows, "
                                    "docs/quality.md)")
+    length_prior: bool = opt(False, LENGTH_PRIOR_HELP)
+    length_prior_weight: float = opt(1.0, "likelihood: weight of the length prior's log-probability")
     suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
     suffix_file: str | None = opt(None, "read --suffix from this UTF-8 file (e.g. written by `mean-prompt`)")
 
@@ -160,7 +166,9 @@ class SearchRecoverer:
     def scorer(self):
         if self._scorer is None:
             rw = make_rewriter("local", self.o.replay_model, purpose="replay")
-            self._scorer = LikelihoodScorer(rw, margin=self.o.likelihood_margin)
+            prior = LengthPrior.load() if self.o.length_prior else None
+            self._scorer = LikelihoodScorer(rw, margin=self.o.likelihood_margin, prior=prior,
+                                            prior_weight=self.o.length_prior_weight)
         return self._scorer
 
     def describe(self) -> str:
@@ -173,6 +181,8 @@ class SearchRecoverer:
             parts.append(f"+{len(PROTOTYPES)} family prototypes")
         if self.o.candidates > 1 or self.o.bank or self.o.prototypes:
             parts.append(f"select {self.o.select}")
+            if self.o.select == "likelihood" and self.o.length_prior:
+                parts.append("length prior")
         if self.suffix:
             parts.append(f"suffix {self.suffix!r}")
         return ", ".join(parts)

@@ -1,7 +1,6 @@
 """Length prior: how likely a rewrite's change of length is under each kind of instruction.
 
-    python -m prompt_recovery.search.length_prior runs/data/mix_pub1k_hw2_syn600.jsonl    # refit the shipped table
-    python -c "from prompt_recovery.search.length_prior import LengthPrior as P; print(P.load().logp('a b c d', 'a', 'Summarize it.'))"
+    python -m prompt_recovery.search.length_prior runs/data/mix_pub1k_hw_syn600.jsonl    # refit the shipped table
 
 The likelihood reranker (`search.likelihood`) scores only the first tokens of a rewrite, so it cannot see that a
 summary is a third of its original's length or an expansion five times it: a summary's words are as likely under

@@ -123,9 +123,9 @@ def test_length_prior_option_adds_the_shipped_prior_to_the_likelihood_scores():
     base = Recoverer.load("tiny-random-mistral", adapter="none", max_new_tokens=4, backend="transformers")
     pair = [(LONG, "A short summary of it.")]
     plain = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood"),
-                            scorer=LikelihoodScorer(rw, margin=0.0))
+                            scorer=LikelihoodScorer(rw, rewrite_tokens=5, margin=0.0))
     with_opt = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood", length_prior=True,
-                                                   length_prior_weight=2.0))
+                                                   length_prior_weight=2.0, likelihood_tokens=5))
     with_opt._scorer = None  # built from the options, as `recover --length-prior` does
     with_opt.o.replay_model = "tiny-random-mistral"
     plain.recover_batch(pair)
@@ -136,3 +136,11 @@ def test_length_prior_option_adds_the_shipped_prior_to_the_likelihood_scores():
     expected = [s + 2.0 * prior.logp(*pair[0], c) for s, c in zip(a["likelihood_scores"], a["candidates"])]
     assert b["likelihood_scores"] == pytest.approx(expected, abs=1e-3)
     assert "length prior" in with_opt.describe() and "length prior" not in plain.describe()
+    assert with_opt.scorer.rewrite_tokens == 5  # --likelihood-tokens reaches the scorer
+
+
+def test_likelihood_tokens_must_be_positive():
+    from prompt_recovery.search.search import SearchOptions, check_options
+
+    with pytest.raises(UserError, match="--likelihood-tokens"):
+        check_options(SearchOptions(likelihood_tokens=0))

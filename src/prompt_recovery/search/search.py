@@ -58,7 +58,8 @@ LENGTH_PRIOR_HELP = ("likelihood: add how likely the rewrite's change of length 
 # option names that change predictions (predict's resume fingerprint includes them)
 SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
                "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
-               "prototypes", "likelihood_margin", "length_prior", "length_prior_weight", "suffix", "suffix_file")
+               "prototypes", "likelihood_margin", "likelihood_tokens", "length_prior", "length_prior_weight", "suffix",
+               "suffix_file")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class SearchOptions:
     likelihood_margin: float = opt(0.12, "likelihood: another candidate must beat candidate 0 by this many nats "
                                    "per rewrite token (0.12: chosen for the shipped adapter on held-out rows, "
                                    "docs/quality.md)")
+    likelihood_tokens: int = opt(48, "likelihood: rewrite tokens scored per candidate (the end token counts when the "
+                                 "rewrite fits)")
     length_prior: bool = opt(False, LENGTH_PRIOR_HELP)
     length_prior_weight: float = opt(1.0, "likelihood: weight of the length prior's log-probability")
     suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
@@ -110,6 +113,8 @@ def check_options(o: SearchOptions) -> None:
         raise UserError("--bank-k must be at least 1")
     if o.replay_max_new_tokens < 1:
         raise UserError("--replay-max-new-tokens must be at least 1")
+    if o.likelihood_tokens < 1:
+        raise UserError("--likelihood-tokens must be at least 1")
     if o.select == "replay" and o.replay_rewriter == "http" and not o.replay_endpoint:
         raise UserError("--replay-rewriter http needs --replay-endpoint URL")
     if o.select == "likelihood" and o.replay_rewriter != "local":
@@ -167,7 +172,8 @@ class SearchRecoverer:
         if self._scorer is None:
             rw = make_rewriter("local", self.o.replay_model, purpose="replay")
             prior = LengthPrior.load() if self.o.length_prior else None
-            self._scorer = LikelihoodScorer(rw, margin=self.o.likelihood_margin, prior=prior,
+            self._scorer = LikelihoodScorer(rw, rewrite_tokens=self.o.likelihood_tokens,
+                                            margin=self.o.likelihood_margin, prior=prior,
                                             prior_weight=self.o.length_prior_weight)
         return self._scorer
 

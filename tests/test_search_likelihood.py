@@ -69,7 +69,7 @@ def test_the_instruction_that_produced_the_rewrite_explains_it_best(rewriter):
 
 class FixedScorer(LikelihoodScorer):
     def __init__(self, table, n, margin):
-        self.table, self.n, self.margin = table, n, margin
+        self.table, self.n, self.margin, self.prior, self.prior_weight = table, n, margin, None, 1.0
 
     def scores(self, original, rewritten, candidates):
         return [self.table[c] for c in candidates], self.n

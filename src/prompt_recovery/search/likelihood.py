@@ -46,8 +46,6 @@ def with_prior(scores: Sequence[float], original: str, rewritten: str, candidate
 class LikelihoodScorer:
     """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
 
-    prior, prior_weight = None, 1.0
-
     def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = 48, margin: float = 0.0,
                  template: str = REQUEST_TEMPLATE, prior=None, prior_weight: float = 1.0):
         self.rewriter, self.template, self.margin = rewriter, template, margin

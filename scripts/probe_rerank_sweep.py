@@ -3,7 +3,8 @@
     python scripts/probe_rerank_sweep.py --set suite runs/probe/lik_suite.jsonl suite \
         --set heldout runs/probe/lik_h200.jsonl runs/data/isplit/heldout_unseen.jsonl \
         --prior src/prompt_recovery/search/length_prior.json --prior-weights 0 1 2 --margins 0.08 0.1 0.12 0.15 \
-        [--rec suite runs/probe/rec_suite.jsonl --rec heldout runs/probe/rec_h200.jsonl --rec-weights 0 0.5 1]
+        [--rec suite runs/probe/rec_suite.jsonl --rec heldout runs/probe/rec_h200.jsonl --rec-weights 0 0.5 1] \
+        [--out-dir runs/probe/sweep]    # also each setting's predictions: sweep/<set>/w1_a0_m0.12.csv, for `evaluate`
 
 A setting (prior weight w, recovery-model weight a, margin m) scores candidate i of a row as
     L_i + w * log p(length ratio | category of c_i) + a * log p_rec(c_i | pair)
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 
 
@@ -31,6 +33,7 @@ def main(argv=None) -> None:
     p.add_argument("--rec-weights", type=float, nargs="+", default=[0.0])
     p.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.12])
     p.add_argument("--json", help="write every result here")
+    p.add_argument("--out-dir", help="write each setting's predictions (id, rewrite_prompt) here, one CSV per set")
     a = p.parse_args(argv)
 
     import numpy as np
@@ -84,6 +87,10 @@ def main(argv=None) -> None:
                     s = s + ar * np.asarray(rec[r["id"]]["rec_scores"])
                 preds.append(r["candidates"][pick(list(s), r["target_tokens"], m)])
             changed = sum(x != b for x, b in zip(preds, base))
+            if a.out_dir:
+                os.makedirs(os.path.join(a.out_dir, name), exist_ok=True)
+                pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": preds}).to_csv(
+                    os.path.join(a.out_dir, name, f"w{w:g}_a{ar:g}_m{m:g}.csv"), index=False)
             cat = np.mean([categorize(x) == c for x, c in zip(preds, true_cat)])
             diffs = {e: paired_difference(per_row(preds, e), base_scs[e]) for e in embedders}
             res = {"set": name, "prior_weight": w, "rec_weight": ar, "margin": m, "changed": changed,

@@ -3,15 +3,13 @@
     python scripts/probe_rewrite_likelihood.py --pairs suite --pred runs/pred/f1l64_suite.csv -o runs/probe/lik_suite.jsonl
     python scripts/probe_rewrite_likelihood.py --pairs runs/data/isplit/heldout_unseen.jsonl --rows 150 \
         --pred runs/pred/f1l64_heldout.csv -o runs/probe/lik_heldout.jsonl
-    python scripts/probe_rewrite_likelihood.py --sweep runs/probe/lik_suite.jsonl --pred runs/pred/f1l64_suite.csv \
-        --out-dir runs/probe/sweep_suite      # predictions per margin, then `evaluate` them
-    python scripts/probe_rewrite_likelihood.py --sweep runs/probe/lik_suite.jsonl --pred runs/pred/f1l64_suite.csv \
-        --prior src/prompt_recovery/search/length_prior.json --prior-weights 0.5 1 2 --pairs-files suite \
-        --out-dir runs/probe/sweep_suite_prior    # the same with the length prior (search.length_prior)
+    python scripts/probe_rewrite_likelihood.py --pairs suite --pred runs/pred/shipped_suite.csv --rewrite-tokens 96 \
+        --per-token -o runs/probe/lik96t_suite.jsonl          # one pass for every budget up to 96 tokens, then
+    python scripts/probe_rewrite_likelihood.py --truncate 48 runs/probe/lik96t_suite.jsonl -o runs/probe/lik48_suite.jsonl
 
 Scores come from `search.likelihood.LikelihoodScorer` (what `--select likelihood` uses: log p(rewrite | c, original)
-under the base SmolLM2-135M-Instruct), the choice per margin from `search.likelihood.pick`: the model's own answer
-is kept unless a prototype beats it by more than the margin (nats per scored token).
+under the base SmolLM2-135M-Instruct). The choices per margin (and length-prior weight), with paired CIs and the
+prediction CSVs for `evaluate`, come from `scripts/probe_rerank_sweep.py` on these score files.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ def score(args) -> None:
     k, n = map(int, args.shard.split("/"))
     d = d.iloc[k::n]
     pred = pd.read_csv(args.pred, dtype={"id": str}).set_index("id")["rewrite_prompt"]
-    scorer = LikelihoodScorer(make_rewriter("local", "smollm2-135m", dtype=args.dtype, purpose="replay"),
+    scorer = LikelihoodScorer(make_rewriter("local", args.judge, dtype=args.dtype, purpose="replay"),
                               args.original_tokens, args.rewrite_tokens)
     reuse = {}
     if args.reuse:  # prototype scores do not depend on the recovery model: score only its answer
@@ -65,49 +63,41 @@ def score(args) -> None:
             if row["id"] in done:
                 continue
             cands = [str(pred[row["id"]])] + ([] if reuse else PROTOTYPES)
-            scores, t = scorer.scores(row["original_text"], row["rewritten_text"], cands)
+            extra = {}
+            if args.per_token:  # every budget up to --rewrite-tokens can be cut from these (--truncate)
+                logp = scorer.token_logps(row["original_text"], row["rewritten_text"], cands)
+                scores, t = [float(x) for x in logp.sum(-1)], logp.shape[1]
+                extra = {"token_logps": [[round(float(x), 5) for x in c] for c in logp],
+                         "rewrite_len": len(scorer._ids(row["rewritten_text"]))}
+            else:
+                scores, t = scorer.scores(row["original_text"], row["rewritten_text"], cands)
             if reuse:
                 old = reuse[row["id"]]
                 assert old["candidates"][1:] == PROTOTYPES and old["target_tokens"] == t
                 cands, scores = cands + old["candidates"][1:], scores + old["scores"][1:]
-            f.write(json.dumps({"id": row["id"], "candidates": cands, "scores": scores, "target_tokens": t}) + "\n")
+            f.write(json.dumps({"id": row["id"], "candidates": cands, "scores": scores, "target_tokens": t, **extra})
+                    + "\n")
             f.flush()
 
 
-def sweep(args) -> None:
-    """Predictions per margin (and length-prior weight) from the score files (no model), for `evaluate`."""
-    import pandas as pd
-
-    from prompt_recovery.search.length_prior import LengthPrior
-    from prompt_recovery.search.likelihood import pick, with_prior
-
-    rows = [json.loads(line) for path in args.sweep for line in open(path)]
-    prior, texts = None, {}
-    if args.prior:
-        prior = LengthPrior.load(args.prior)
-        for path in args.pairs_files or []:
-            d = read_pairs(path, None)
-            texts.update(zip(d["id"], zip(d["original_text"], d["rewritten_text"])))
-        missing = [r["id"] for r in rows if r["id"] not in texts]
-        if missing:
-            sys.exit(f"--prior needs the texts of every scored row (--pairs-files); {len(missing)} missing")
-    os.makedirs(args.out_dir, exist_ok=True)
-    for w in (args.prior_weights if prior else [0.0]):
-        for m in args.margins:
-            out = []
-            for r in rows:
-                s = with_prior(r["scores"], *texts.get(r["id"], ("", "")), r["candidates"], prior, w)
-                out.append({"id": r["id"], "rewrite_prompt": r["candidates"][pick(s, r["target_tokens"], m)]})
-            path = os.path.join(args.out_dir, f"m{m:g}.csv" if not prior else f"w{w:g}_m{m:g}.csv")
-            pd.DataFrame(out).to_csv(path, index=False)
-            print(path, sum(o["rewrite_prompt"] != r["candidates"][0] for o, r in zip(out, rows)), "changed of",
-                  len(rows))
+def truncate(args) -> None:
+    """A score file for a smaller budget of rewrite tokens, cut from `--per-token` score files (no model): the first
+    N tokens of a rewrite are scored the same under any budget (causal model), plus the end token if it fits in N."""
+    with open(args.output, "w") as f:
+        for r in (json.loads(line) for path in args.truncate[1:] for line in open(path)):
+            n, length = int(args.truncate[0]), r["rewrite_len"]
+            k = length + 1 if length <= n else n
+            if k > r["target_tokens"]:
+                sys.exit(f"{r['id']}: {r['target_tokens']} tokens scored, {k} needed for a budget of {n}")
+            scores = [sum(c[:k]) for c in r["token_logps"]]
+            f.write(json.dumps({"id": r["id"], "candidates": r["candidates"], "scores": scores, "target_tokens": k})
+                    + "\n")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs")
-    p.add_argument("--pred", required=True)
+    p.add_argument("--pred", help="the recovery model's answers (candidate 0) to score")
     p.add_argument("-o", "--output")
     p.add_argument("--rows", type=int)
     p.add_argument("--original-tokens", type=int, default=96)
@@ -115,15 +105,12 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="K/N: score every N-th row from row K (parallel processes)")
-    p.add_argument("--sweep", nargs="+")
+    p.add_argument("--judge", default="smollm2-135m", help="the rewriter model preset that scores (no adapter)")
+    p.add_argument("--per-token", action="store_true", help="also write each token's log-probability")
+    p.add_argument("--truncate", nargs="+", metavar=("N", "SCORES"), help="-o: the scores of a budget of N tokens")
     p.add_argument("--reuse", nargs="+", help="score files of another model's run: reuse their prototype scores")
-    p.add_argument("--out-dir")
-    p.add_argument("--prior", help="sweep: add a length prior (search.length_prior JSON) to the scores")
-    p.add_argument("--prior-weights", type=float, nargs="+", default=[1.0])
-    p.add_argument("--pairs-files", nargs="+", help="sweep with --prior: the pair files of the scored rows")
-    p.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1, 0.2])
     a = p.parse_args(argv)
-    sweep(a) if a.sweep else score(a)
+    truncate(a) if a.truncate else score(a)
 
 
 if __name__ == "__main__":

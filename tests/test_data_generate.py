@@ -235,3 +235,18 @@ def test_generate_local_tiny_model(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
     assert stats["written"] == 5 and [r["id"] for r in rows] == [f"gen-{k:06d}" for k in range(5)]
     assert all(r["rewriter"] == "local:tiny-random-mistral" and isinstance(r["rewritten_text"], str) for r in rows)
+
+
+def test_a_base_model_without_chat_template_is_prompted_after_its_begin_token():
+    from prompt_recovery.data.rewriters import LocalRewriter
+    from prompt_recovery.models import Loaded, tiny_random
+
+    model, tok = tiny_random("llama")
+    assert not getattr(tok, "chat_template", None) and tok.bos_token
+    rw = LocalRewriter("tiny-random-llama", max_new_tokens=3, loaded=Loaded(model, tok, "tiny-random-llama",
+                                                                              "in-process", None, {}, "cpu",
+                                                                              "float32"))
+    text = rw.render("Make it short.\n\nHello there.")
+    assert text == f"{tok.bos_token}Make it short.\n\nHello there.\n\nAnswer:\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]  # how generation and the likelihood judge tokenize it
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1

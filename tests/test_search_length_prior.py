@@ -122,7 +122,7 @@ def test_length_prior_option_adds_the_shipped_prior_to_the_likelihood_scores():
                        max_new_tokens=4, temperature=0.0)
     base = Recoverer.load("tiny-random-mistral", adapter="none", max_new_tokens=4, backend="transformers")
     pair = [(LONG, "A short summary of it.")]
-    plain = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood"),
+    plain = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood", length_prior=False),
                             scorer=LikelihoodScorer(rw, rewrite_tokens=5, margin=0.0))
     with_opt = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood", length_prior=True,
                                                    length_prior_weight=2.0, likelihood_tokens=5))

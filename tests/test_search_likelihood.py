@@ -55,6 +55,19 @@ def test_scores_are_the_rewrites_log_probability_with_padding_and_end_token(rewr
     assert s_cut[0] == pytest.approx(manual_logp(rewriter, cands[0], ORIGINAL, long_ids[:5]), abs=1e-3)
 
 
+def test_a_smaller_budget_is_the_first_columns_of_a_larger_ones_token_scores(rewriter):
+    cands = ["Make it short.", "Rewrite this text in the voice of a pirate, with many words and a long tail."]
+    big = LikelihoodScorer(rewriter, original_tokens=200, rewrite_tokens=100).token_logps(ORIGINAL, ORIGINAL, cands)
+    n_rewrite = len(rewriter.tok(ORIGINAL, add_special_tokens=False)["input_ids"])
+    assert big.shape == (2, n_rewrite + 1)  # the rewrite fits in 100 tokens: its end token is scored too
+    for k in (3, 7):  # cut below the rewrite's length: no end token, the same values column for column
+        small, n = LikelihoodScorer(rewriter, original_tokens=200, rewrite_tokens=k).scores(ORIGINAL, ORIGINAL, cands)
+        assert n == k
+        assert small == pytest.approx([float(x) for x in big[:, :k].sum(-1)], abs=1e-4)
+    full, n = LikelihoodScorer(rewriter, original_tokens=200, rewrite_tokens=100).scores(ORIGINAL, ORIGINAL, cands)
+    assert full == pytest.approx([float(x) for x in big.sum(-1)], abs=1e-5) and n == n_rewrite + 1
+
+
 def test_the_instruction_that_produced_the_rewrite_explains_it_best(rewriter):
     cands = ["Rewrite this as a pirate.", "Summarize this in one sentence.", "Turn this into a recipe."]
     sc = LikelihoodScorer(rewriter, rewrite_tokens=12)

@@ -121,7 +121,7 @@ class LocalRewriter:
         if getattr(self.tok, "chat_template", None):
             return self.tok.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
                                                 add_generation_prompt=True)
-        return f"{message}\n\nAnswer:\n"
+        return f"{self.tok.bos_token or ''}{message}\n\nAnswer:\n"  # a base model: its begin token, as in training
 
     def complete(self, messages: list[str]) -> list[str]:
         import torch

@@ -58,6 +58,12 @@ class LikelihoodScorer:
 
     def scores(self, original: str, rewritten: str, candidates: Sequence[str]) -> tuple[list[float], int]:
         """(log p(rewrite | c, original) for each candidate c, the number of scored tokens)."""
+        logp = self.token_logps(original, rewritten, candidates)
+        return [float(x) for x in logp.sum(-1)], logp.shape[1]
+
+    def token_logps(self, original: str, rewritten: str, candidates: Sequence[str]):
+        """The log-probability of each scored token (a tensor, candidates x scored tokens); `scores` sums it. The
+        first k columns are what a budget of k < ``rewrite_tokens`` scores (plus its end token if r fits in k)."""
         import torch
 
         o = self.tok.decode(self._ids(original)[:self.original_tokens])
@@ -76,8 +82,7 @@ class LikelihoodScorer:
         ids, mask, pos = ids.to(self.model.device), mask.to(self.model.device), pos.to(self.model.device)
         with torch.no_grad():  # logits of the last t + 1 positions only (the vocabulary projection is large)
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=t + 1).logits
-        logp = torch.log_softmax(logits[:, :t].float(), dim=-1).gather(-1, ids[:, n - t:, None])[..., 0]
-        return [float(x) for x in logp.sum(-1)], t
+        return torch.log_softmax(logits[:, :t].float(), dim=-1).gather(-1, ids[:, n - t:, None])[..., 0]
 
     def choose(self, pairs: Sequence[tuple[str, str]], candidates: Sequence[Sequence[str]],
                progress: bool = False) -> list[Choice]:

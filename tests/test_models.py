@@ -148,7 +148,7 @@ def test_shipped_default_answers_the_bundled_examples():
 @pytest.mark.slow
 def test_recover_reranks_the_bundled_examples_by_default(capsys):
     """`recover --examples` with its defaults (the shipped adapter's answer against the family prototypes, chosen by
-    the base model's likelihood of the rewrite: docs/quality.md, sessions 7-8) gets four of the five families: the
+    the base model's likelihood of the rewrite: docs/quality.md, sessions 7-10) gets four of the five families: the
     pirate, the haiku (a poem), the formal email and the explanation for a child; the summary is still missed."""
     import json
 

@@ -3,12 +3,12 @@
     python scripts/probe_rewrite_likelihood.py --pairs suite --pred runs/pred/f1l64_suite.csv -o runs/probe/lik_suite.jsonl
     python scripts/probe_rewrite_likelihood.py --pairs runs/data/isplit/heldout_unseen.jsonl --rows 150 \
         --pred runs/pred/f1l64_heldout.csv -o runs/probe/lik_heldout.jsonl
-    python scripts/probe_rewrite_likelihood.py --pairs suite --pred runs/pred/shipped_suite.csv --rewrite-tokens 96 \
+    python scripts/probe_rewrite_likelihood.py --pairs suite --pred runs/pred/shipped_suite.csv \
         --per-token -o runs/probe/lik96t_suite.jsonl          # one pass for every budget up to 96 tokens, then
     python scripts/probe_rewrite_likelihood.py --truncate 48 runs/probe/lik96t_suite.jsonl -o runs/probe/lik48_suite.jsonl
 
 Scores come from `search.likelihood.LikelihoodScorer` (what `--select likelihood` uses: log p(rewrite | c, original)
-under the base SmolLM2-135M-Instruct). The choices per margin (and length-prior weight), with paired CIs and the
+under the `--judge` model, the base SmolLM2-135M-Instruct by default). The choices per margin (and length-prior weight), with paired CIs and the
 prediction CSVs for `evaluate`, come from `scripts/probe_rerank_sweep.py` on these score files.
 """
 
@@ -20,6 +20,7 @@ import os
 import sys
 
 from prompt_recovery.search.candidates import PROTOTYPES as _P
+from prompt_recovery.search.likelihood import REWRITE_TOKENS
 
 PROTOTYPES = list(_P)  # one generic instruction per family: the candidates of --prototypes
 
@@ -63,14 +64,12 @@ def score(args) -> None:
             if row["id"] in done:
                 continue
             cands = [str(pred[row["id"]])] + ([] if reuse else PROTOTYPES)
+            logp = scorer.token_logps(row["original_text"], row["rewritten_text"], cands)
+            scores, t = [float(x) for x in logp.sum(-1)], logp.shape[1]
             extra = {}
             if args.per_token:  # every budget up to --rewrite-tokens can be cut from these (--truncate)
-                logp = scorer.token_logps(row["original_text"], row["rewritten_text"], cands)
-                scores, t = [float(x) for x in logp.sum(-1)], logp.shape[1]
                 extra = {"token_logps": [[round(float(x), 5) for x in c] for c in logp],
                          "rewrite_len": len(scorer._ids(row["rewritten_text"]))}
-            else:
-                scores, t = scorer.scores(row["original_text"], row["rewritten_text"], cands)
             if reuse:
                 old = reuse[row["id"]]
                 assert old["candidates"][1:] == PROTOTYPES and old["target_tokens"] == t
@@ -83,10 +82,10 @@ def score(args) -> None:
 def truncate(args) -> None:
     """A score file for a smaller budget of rewrite tokens, cut from `--per-token` score files (no model): the first
     N tokens of a rewrite are scored the same under any budget (causal model), plus the end token if it fits in N."""
+    n, paths = int(args.truncate[0]), args.truncate[1:]
     with open(args.output, "w") as f:
-        for r in (json.loads(line) for path in args.truncate[1:] for line in open(path)):
-            n, length = int(args.truncate[0]), r["rewrite_len"]
-            k = length + 1 if length <= n else n
+        for r in (json.loads(line) for path in paths for line in open(path)):
+            k = r["rewrite_len"] + 1 if r["rewrite_len"] <= n else n
             if k > r["target_tokens"]:
                 sys.exit(f"{r['id']}: {r['target_tokens']} tokens scored, {k} needed for a budget of {n}")
             scores = [sum(c[:k]) for c in r["token_logps"]]
@@ -101,7 +100,7 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--output")
     p.add_argument("--rows", type=int)
     p.add_argument("--original-tokens", type=int, default=96)
-    p.add_argument("--rewrite-tokens", type=int, default=48)
+    p.add_argument("--rewrite-tokens", type=int, default=REWRITE_TOKENS)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="K/N: score every N-th row from row K (parallel processes)")

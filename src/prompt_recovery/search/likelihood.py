@@ -10,13 +10,14 @@ score is log p(r | c, o): the summed log-probability of the first ``rewrite_toke
 (no generation), plus the end-of-sequence token when r fits in them (a rewrite that ends early is evidence for a
 summary or a headline). Every candidate of a pair scores the same tokens, so the scores compare directly; the answer
 is the one that best *explains the rewrite*, which is what a recovery model trained to name genres does not learn.
-With a length prior (`search.length_prior`, ``--length-prior``) each score adds ``prior_weight`` x log p(length
-ratio | the candidate's category), the evidence of the whole rewrite's length that the first tokens do not carry.
+With a length prior (`search.length_prior`; on by default in `SearchOptions`, ``--no-length-prior``) each score adds
+``prior_weight`` x log p(length ratio | the candidate's category), the evidence of the whole rewrite's length that the
+first tokens do not carry.
 
 Candidate 0 (the recovery model's greedy answer) is kept unless another beats it by more than ``margin`` nats per
 scored token. With ``--prototypes`` the candidates include `candidates.PROTOTYPES` (one generic instruction per
 instruction family), so an operation the model never names (summarise, simplify, a change of tone) can still be
-chosen. Measured in docs/quality.md (session 7).
+chosen. Measured in docs/quality.md (sessions 7-10).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Sequence
 
 from prompt_recovery.data.rewriters import REQUEST_TEMPLATE
 from prompt_recovery.search.replay import Choice
+
+REWRITE_TOKENS = 96  # rewrite tokens scored per candidate (`--likelihood-tokens`; docs/quality.md, session 10)
 
 
 def pick(scores: Sequence[float], n: int, margin: float) -> int:
@@ -46,7 +49,7 @@ def with_prior(scores: Sequence[float], original: str, rewritten: str, candidate
 class LikelihoodScorer:
     """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
 
-    def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = 48, margin: float = 0.0,
+    def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = REWRITE_TOKENS, margin: float = 0.0,
                  template: str = REQUEST_TEMPLATE, prior=None, prior_weight: float = 1.0):
         self.rewriter, self.template, self.margin = rewriter, template, margin
         self.prior, self.prior_weight = prior, prior_weight  # a `length_prior.LengthPrior` or None

@@ -45,7 +45,7 @@ from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import sharpen
 from prompt_recovery.search.candidates import PROTOTYPES, PromptBank, dedupe, model_candidates
 from prompt_recovery.search.length_prior import LengthPrior
-from prompt_recovery.search.likelihood import LikelihoodScorer
+from prompt_recovery.search.likelihood import REWRITE_TOKENS, LikelihoodScorer
 from prompt_recovery.search.replay import Replayer
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class SearchOptions:
     likelihood_margin: float = opt(0.05, "likelihood: another candidate must beat candidate 0 by this many nats "
                                    "per rewrite token (0.05: the smallest margin with no held-out loss for the "
                                    "shipped adapter at 96 tokens, docs/quality.md)")
-    likelihood_tokens: int = opt(96, "likelihood: rewrite tokens scored per candidate (the end token counts when the "
+    likelihood_tokens: int = opt(REWRITE_TOKENS, "likelihood: rewrite tokens scored per candidate (the end token counts when the "
                                  "rewrite fits)")
     length_prior: bool = opt(True, LENGTH_PRIOR_HELP)
     length_prior_weight: float = opt(1.0, "likelihood: weight of the length prior's log-probability")

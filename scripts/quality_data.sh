@@ -31,7 +31,9 @@ PY
 HW="formats literary ops_summarise round2_a round2_b round2_c tone_persona"
 $PR data import --input $(for f in $HW; do echo data/handwritten/$f.jsonl; done) --output runs/data/handwritten.jsonl
 $PR data import --input data/handwritten/round3_*.jsonl --output runs/data/handwritten_r3.jsonl
-for part in synthetic.clean handwritten handwritten_r3; do
+# round 4 (session 11: the same original summarised, expanded, and changed in tone / reader / voice at its length)
+$PR data import --input data/handwritten/round4_*.jsonl --output runs/data/handwritten_r4.jsonl
+for part in synthetic.clean handwritten handwritten_r3 handwritten_r4; do
   $PR data exclude --input runs/data/$part.jsonl --clusters runs/data/isplit/clusters.json --exclude-splits heldout \
       --output runs/data/$part.kept.jsonl
 done
@@ -48,8 +50,11 @@ syn = part("runs/data/synthetic.clean.kept.jsonl", "synthetic").sample(600, rand
 hw2 = hw.assign(id=hw["id"] + "~2")  # a second copy: hand-written rows weighted 2x (R7)
 r3 = part("runs/data/handwritten_r3.kept.jsonl", "handwritten_r3")
 r3x2 = r3.assign(id=r3["id"] + "~2")
+r4 = part("runs/data/handwritten_r4.kept.jsonl", "handwritten_r4")
+r4x2 = r4.assign(id=r4["id"] + "~2")
 mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_pub1k_hw2_syn600": [pub, hw, hw2, syn],
-         "mix_pub1k_hw2r3_syn600": [pub, hw, hw2, r3, r3x2, syn]}
+         "mix_pub1k_hw2r3_syn600": [pub, hw, hw2, r3, r3x2, syn],
+         "mix_pub1k_hw2r34_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, syn]}
 # F5: round 3 twice plus a replay sample of F2's rows (800 rows), to train the shipped adapter on
 f2 = pd.concat(mixes["mix_pub1k_hw2_syn600"])
 mixes["mix_r3x2_f2replay"] = [r3, r3x2, f2.sample(800 - 2 * len(r3), random_state=0)]

@@ -159,7 +159,7 @@ PERSONAS = (
 _VOICE = re.compile(r"\bpoint of view\b|\bperspective\b|\bviewpoint\b|\bpov\b|\b(?:first|second|third)[- ]person\b"
                     r"|\bnarrat(?:e|es|ed|ing|or|ors)\b|\bthrough the eyes of\b|\bin (?:his|her|its|their) own words\b"
                     r"|\bas (?:if|though) (?:a|an|the|some|my|his|her|our)\b[^.?!]*\b(?:were|was|is|are)\s+\w+ing\b"
-                    r"|\b(?:" + PERSONAS + r")(?:'s|’s)\s|\b(?:as|like) (?:a|an|the|some)\s+(?:[\w-]+\s+){0,2}(?:"
+                    r"|\b(?:a|an|the)\s+(?:[\w-]+\s+){0,2}(?:" + PERSONAS + r")(?:'s|’s)\s|\b(?:as|like) (?:a|an|the|some)\s+(?:[\w-]+\s+){0,2}(?:"
                     + PERSONAS + r")\b(?!-)", re.I)
 # "the way a 1920s mobster would say it", "in Gen Z speak": a voice unless a tone word says more ("casually, the
 # way a student would say it"), so checked after the bare tone adjectives

@@ -151,6 +151,11 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
     ("Convey this message through the diary entries of a lighthouse keeper.", "change_format"),
     ("Say this the way a 1920s mobster would.", "change_style"),
     ("Rewrite it casually, the way a student would say it to classmates.", "change_tone"),
+    ("Can you squash this news item into two sentences?", "summarise"),
+    ("Explain how this works for a preschooler.", "translate_simplify"),
+    ("Rewrite this in a formal style.", "change_tone"),  # a tone word before "style"
+    ("Write it in the style of a news report.", "change_format"),
+    ("Could a surfer say this instead?", "change_style"),
     ("Translate this into French.", "translate_simplify"),
     ("Translate this into Shakespearean English.", "change_style"),
     ("Explain it to a five-year-old.", "translate_simplify"),

@@ -88,11 +88,12 @@ _SIMPLIFY = re.compile(r"\bsimplif\w*|\bsimpler\b|\bsimple (?:terms|words|langua
                        re.I)
 # a young reader named with no other change asked for ("Explain this to a 7 year old"): checked late, so "a fairy
 # tale for a five-year-old" stays a story and "Summarize this for a 10-year-old" a summary
-_CHILD = re.compile(r"\b(?:\d+|five|six|seven|eight|nine|ten|eleven|twelve)[- ]?years?[- ]?olds?\b|\blike i'?m (?:a )?"
+_CHILD = re.compile(r"\b(?:\d+|five|six|seven|eight|nine|ten|eleven|twelve)[- ]?years?[- ]?olds?\b|\b(?:first|second|third|"
+                    r"1st|2nd|3rd)[- ]graders?\b|\b(?:preschoolers?|kindergart[ne]+rs?|toddlers?)\b|\blike i'?m (?:a )?"
                     r"(?:\d+|five|six|seven|eight|nine|ten|little|kid|child)\b", re.I)
 _SUMMARISE = re.compile(r"\bsummar\w*|\bcondens\w*|\bshorten\w*|\bshorter\b(?! sentences)|\bconcise\w*"
                         r"|\bbriefer\b|\bbriefly\b|\bin brief\b|\btl;?dr\b"
-                        r"|\bin (?:one|a single|two|three|\d+) (?:sentences?|lines?|words?)\b"
+                        r"|\b(?:in|into|to) (?:one|a single|two|three|\d+|a couple of) (?:short )?(?:sentences?|lines?|words?)\b"
                         r"|\bkey (?:points|takeaways)\b|\bmain (?:points|ideas)\b|\bgist\b|\bcut (?:it )?down\b"
                         r"|\babstract\b|\bsynopsis\b|\brecap\b|\boverview\b"
                         r"|\bsum(?:s|med|ming)? (?:(?:it|this|that|these|them|everything) )?up\b|\bboil\w* (?:[\w'’-]+ ){0,3}down\b"
@@ -119,10 +120,11 @@ TONE_ADJECTIVES = (
     "formally|informally|casually|politely|humorously|sarcastically|lighter|friendlier|warmer|kinder|"
     "furious|sorry|convincing|professionally|creepy|unsettling|nervous|anxious|deadpan|theatrical|victorious|"
     "triumphant|bossy|fun|chill|stiff|relaxed|chatty|laid-back|easygoing|easy-going|bored|unenthusiastic|dreamy|"
-    "corporate|passive-aggressive|gloomy|grim|cheery|bubbly|sarcasm|humor|humour|enthusiasm|irony"
+    "corporate|passive-aggressive|gloomy|grim|cheery|bubbly|sarcasm|humor|humour|enthusiasm|irony|official|"
+    "official-sounding"
 )
 _TONE_PHRASE = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b\s+(?:language|voice|manner|register|way|wording|"
-                          r"words|attitude|feel|vibe)\b|\b(?:more|less|very|extra)\s+(?:" + TONE_ADJECTIVES + r")\b",
+                          r"words|attitude|feel|vibe|style)\b|\b(?:more|less|very|extra)\s+(?:" + TONE_ADJECTIVES + r")\b",
                           re.I)
 _TONE_ADJ = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b", re.I)
 FORMATS = (
@@ -159,7 +161,7 @@ PERSONAS = (
 _VOICE = re.compile(r"\bpoint of view\b|\bperspective\b|\bviewpoint\b|\bpov\b|\b(?:first|second|third)[- ]person\b"
                     r"|\bnarrat(?:e|es|ed|ing|or|ors)\b|\bthrough the eyes of\b|\bin (?:his|her|its|their) own words\b"
                     r"|\bas (?:if|though) (?:a|an|the|some|my|his|her|our)\b[^.?!]*\b(?:were|was|is|are)\s+\w+ing\b"
-                    r"|\b(?:a|an|the)\s+(?:[\w-]+\s+){0,2}(?:" + PERSONAS + r")(?:'s|’s)\s|\b(?:as|like) (?:a|an|the|some)\s+(?:[\w-]+\s+){0,2}(?:"
+                    r"|\b(?:a|an|the)\s+(?:[\w-]+\s+){0,2}(?:" + PERSONAS + r")(?:'s|’s)\s|\b(?:as|like|have|let|could|can|would) (?:a|an|the|some)\s+(?:[\w-]+\s+){0,2}(?:"
                     + PERSONAS + r")\b(?!-)", re.I)
 # "the way a 1920s mobster would say it", "in Gen Z speak": a voice unless a tone word says more ("casually, the
 # way a student would say it"), so checked after the bare tone adjectives

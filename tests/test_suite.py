@@ -27,6 +27,23 @@ def test_every_true_instruction_is_in_its_familys_category():
     assert not bad
 
 
+def test_suite_b_is_fresh_and_each_instruction_is_in_its_familys_category():
+    """data/eval/family_suite_b.jsonl (session 11): 6 rows per family, no original or instruction of the first suite."""
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "data" / "eval" / "family_suite_b.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fams = pd.Series([r["family"] for r in rows]).value_counts()
+    assert set(fams.index) == set(FAMILY_CATEGORY) and (fams == 6).all(), fams
+    assert len({r["id"] for r in rows}) == len(rows) == 84
+    first = load_suite()
+    assert not {r["original_text"] for r in rows} & {r["original_text"] for r in first}
+    assert not {r["rewrite_prompt"].lower() for r in rows} & {r["rewrite_prompt"].lower() for r in first}
+    bad = [(r["id"], r["rewrite_prompt"], categorize(r["rewrite_prompt"])) for r in rows
+           if categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]]
+    assert not bad
+
+
 def test_bundled_examples_come_from_the_suite():
     ex = load_examples()
     assert [r["id"] for r in ex] == list(EXAMPLE_IDS)

@@ -121,7 +121,8 @@ TONE_ADJECTIVES = (
     "furious|sorry|convincing|professionally|creepy|unsettling|nervous|anxious|deadpan|theatrical|victorious|"
     "triumphant|bossy|fun|chill|stiff|relaxed|chatty|laid-back|easygoing|easy-going|bored|unenthusiastic|dreamy|"
     "corporate|passive-aggressive|gloomy|grim|cheery|bubbly|sarcasm|humor|humour|enthusiasm|irony|official|"
-    "official-sounding"
+    "official-sounding|angrier|sadder|happier|funnier|melodramatic|hilarious|cheesy|over-the-top|jokes|jokey|"
+    "silly|goofy"
 )
 _TONE_PHRASE = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b\s+(?:language|voice|manner|register|way|wording|"
                           r"words|attitude|feel|vibe|style)\b|\b(?:more|less|very|extra)\s+(?:" + TONE_ADJECTIVES + r")\b",
@@ -130,7 +131,7 @@ _TONE_ADJ = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b", re.I)
 FORMATS = (
     "list|lists|listicle|bullet|bullets|bulleted|bullet-point|bullet-points|numbered|checklist|table|"
     "spreadsheet|chart|outline|email|e-mail|emails|letter|letters|memo|memorandum|note|notes|postcard|"
-    "tweet|tweets|twitter|x post|social media|facebook|instagram|linkedin|reddit|post|blog|headline|"
+    "tweet|tweets|twitter|x post|social media|facebook|instagram|linkedin|reddit|post(?!-)|blog|headline|"
     "headlines|title|slogan|tagline|advertisement|ad|advert|commercial|brochure|flyer|pamphlet|poster|"
     "billboard|faq|q&a|questionnaire|quiz|survey|interview|dialogue|dialog|conversation|script|screenplay|"
     "transcript|news|article|press release|report|briefing|dossier|bulletin|newsletter|recipe|menu|"
@@ -142,13 +143,15 @@ FORMATS = (
     "podcast|press conference|dispatch|dispatches|quote|quotes|guidelines|rules|job posting|job description|product description|product listing|"
     "listing|catalog|catalogue|encyclopedia|dictionary|glossary|definition|json|markdown|html|code|timeline|itinerary|agenda|minutes|schedule|"
     "caption|infomercial|trailer|voiceover|dating profile|marketing copy|greeting card|debate|titles|"
-    "frequently asked questions"
+    "frequently asked questions|subject line|chat|sketch|skit|interviewing|interviews|whatsapp|"
+    "(?:should|would|could) (?:i|we|you) call|be called"
 )
-_FORMAT = re.compile(r"\b(?:" + FORMATS + r")\b(?!-)", re.I)
+_FORMAT = re.compile(r"\b(?:" + FORMATS + r")\b", re.I)
 # "this email", "my lost-cat poster", "the article": a format word after a demonstrative (up to three modifiers
 # between) names the INPUT, not the form asked for; "the" counts unless it follows "into"/"as"/"to"/"through"
 _NOT_MODIFIER = r"(?:into|as|a|an|the|to|in|for|from|with|like|of|and|so|up|down|out|more|less|it|this|that)\b"
-_INPUT_FORMAT = re.compile(r"(?:\b(?:this|that|these|those|my|your|our|his|her|their|following|above)|(?<!\binto )(?<!\bas )"
+_INPUT_FORMAT = re.compile(r"(?:\b(?:this|that|these|those|following|above)|(?<!\bto )(?<!\bon )(?<!\bfor )"
+                           r"\b(?:my|your|our|his|her|their)|(?<!\binto )(?<!\bas )"
                            r"(?<!\bto )(?<!\bthrough )\bthe)\s+(?:(?!" + _NOT_MODIFIER + r")[\w'’-]+\s+){0,3}(?:" + FORMATS + r")\b(?!-)",
                            re.I)
 # a voice or viewpoint: named before formats, so "a pirate's warning" and "a diary entry from the bear's point of
@@ -158,7 +161,8 @@ PERSONAS = (
     "butler|mobster|gangster|sergeant|grandpa|grandma|granny|yoda|shakespeare|valley girl|surfer|caveman|vampire|"
     "herald|auctioneer|game[- ]show host"
 )
-_VOICE = re.compile(r"\bpoint of view\b|\bperspective\b|\bviewpoint\b|\bpov\b|\b(?:first|second|third)[- ]person\b"
+_VOICE = re.compile(r"\bpoint of view\b|\bperspective\b|\bviewpoint\b|\bpov\b|(?:'s|’s) side\b|\bthe one "
+                    r"(?:telling|narrating|saying)\b|\bwhat would (?:a|an|the)\b[^?.!]{1,40}\bsay\b|\b(?:first|second|third)[- ]person\b"
                     r"|\bnarrat(?:e|es|ed|ing|or|ors)\b|\bthrough the eyes of\b|\bin (?:his|her|its|their) own words\b"
                     r"|\bas (?:if|though) (?:a|an|the|some|my|his|her|our)\b[^.?!]*\b(?:were|was|is|are)\s+\w+ing\b"
                     r"|\b(?:a|an|the)\s+(?:[\w-]+\s+){0,2}(?:" + PERSONAS + r")(?:'s|’s)\s|\b(?:as|like|have|let|could|can|would) (?:a|an|the|some)\s+(?:[\w-]+\s+){0,2}(?:"

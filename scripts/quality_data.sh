@@ -58,6 +58,8 @@ mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_
 # F5: round 3 twice plus a replay sample of F2's rows (800 rows), to train the shipped adapter on
 f2 = pd.concat(mixes["mix_pub1k_hw2_syn600"])
 mixes["mix_r3x2_f2replay"] = [r3, r3x2, f2.sample(800 - 2 * len(r3), random_state=0)]
+# F7: rounds 3 and 4 twice plus a replay sample of F2's rows (1,000 rows), to train the shipped adapter on
+mixes["mix_r34x2_f2replay"] = [r3, r3x2, r4, r4x2, f2.sample(1000 - 2 * (len(r3) + len(r4)), random_state=0)]
 for name, parts in mixes.items():
     m = pd.concat(parts).sample(frac=1, random_state=0)
     m.to_json(f"runs/data/{name}.jsonl", orient="records", lines=True, force_ascii=False)

@@ -116,3 +116,17 @@ def test_quiet_mode_keeps_hub_download_progress(monkeypatch):
     cli._quiet_libraries()
     assert os.environ.get("TRANSFORMERS_VERBOSITY") == "error"
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(monkeypatch, capsys):
+    """`prompt-recovery evaluate ... | head -2`: once the pipe is closed the command stops without an error report,
+    with the status of a writer killed by SIGPIPE (141), as cat or grep would."""
+    from prompt_recovery.scoring import evaluate
+
+    def closed_pipe(cfg):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(evaluate, "run", closed_pipe)
+    monkeypatch.setattr(cli.os, "dup2", lambda *a: None)  # pytest's captured stdout stays
+    assert cli.main(["evaluate", "preds.csv", "--truth", "suite", "-d", "out"]) == 141
+    assert capsys.readouterr().err == ""

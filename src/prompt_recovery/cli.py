@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return error(str(e))
     except KeyboardInterrupt:
         return error("interrupted", 130)
+    except BrokenPipeError:  # `prompt-recovery evaluate ... | head`: the reader left; exit as a killed writer would
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when stdout is flushed
+        except (OSError, ValueError):
+            pass
+        return 141
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - last-resort one-line report

@@ -21,10 +21,13 @@ def test_suite_covers_at_least_12_families_with_six_triples_each():
     assert len({r["original_text"] for r in rows}) == len(rows)
 
 
+def _outside_their_familys_category(rows):
+    return [(r["id"], r["rewrite_prompt"], categorize(r["rewrite_prompt"])) for r in rows
+            if categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]]
+
+
 def test_every_true_instruction_is_in_its_familys_category():
-    bad = [(r["id"], r["rewrite_prompt"], categorize(r["rewrite_prompt"])) for r in load_suite()
-           if categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]]
-    assert not bad
+    assert not _outside_their_familys_category(load_suite())
 
 
 def test_suite_b_is_fresh_and_each_instruction_is_in_its_familys_category():
@@ -39,9 +42,7 @@ def test_suite_b_is_fresh_and_each_instruction_is_in_its_familys_category():
     first = load_suite()
     assert not {r["original_text"] for r in rows} & {r["original_text"] for r in first}
     assert not {r["rewrite_prompt"].lower() for r in rows} & {r["rewrite_prompt"].lower() for r in first}
-    bad = [(r["id"], r["rewrite_prompt"], categorize(r["rewrite_prompt"])) for r in rows
-           if categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]]
-    assert not bad
+    assert not _outside_their_familys_category(rows)
 
 
 def test_bundled_examples_come_from_the_suite():

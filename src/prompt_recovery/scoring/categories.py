@@ -96,7 +96,7 @@ _CHILD = re.compile(r"\b(?:\d+|five|six|seven|eight|nine|ten|eleven|twelve)[- ]?
 _SUMMARISE = re.compile(r"\bsummar\w*|\bcondens\w*|\bshorten\w*|\bshorter\b(?! sentences)|\bconcise\w*"
                         r"|\bbriefer\b|\bbriefly\b|\bin brief\b|\btl;?dr\b"
                         r"|\b(?:in|into|to) (?:one|a single|two|three|\d+|a couple of) (?:short )?(?:sentences?|lines?|words?)\b"
-                        r"|\bkey (?:points|takeaways)\b|\bmain (?:points|ideas)\b|\bgist\b|\bcut (?:it )?down\b"
+                        r"|\bkey points\b|\bmain (?:points|ideas)\b|\bgist\b|\bcut (?:it )?down\b"
                         r"|\babstract\b|\bsynopsis\b|\brecap\b|\boverview\b"
                         r"|\bsum(?:s|med|ming)? (?:(?:it|this|that|these|them|everything) )?up\b|\bboil\w* (?:[\w'’-]+ ){0,3}down\b"
                         r"|\btrim\w* (?:[\w'’-]+ ){0,3}down\b|\bcut\w* (?:[\w'’-]+ ){0,4}down to\b|\btakeaways?\b"
@@ -154,7 +154,7 @@ _FORMAT = re.compile(r"\b(?:" + FORMATS + r")\b", re.I)
 _NOT_MODIFIER = r"(?:into|as|a|an|the|to|in|for|from|with|like|of|and|so|up|down|out|more|less|it|this|that)\b"
 _INPUT_FORMAT = re.compile(r"(?:\b(?:this|that|these|those|following|above)|(?<!\bto )(?<!\bon )(?<!\bfor )"
                            r"\b(?:my|your|our|his|her|their)|(?<!\binto )(?<!\bas )"
-                           r"(?<!\bto )(?<!\bthrough )\bthe)\s+(?:(?!" + _NOT_MODIFIER + r")[\w'’-]+\s+){0,3}(?:" + FORMATS + r")\b(?!-)",
+                           r"(?<!\bto )(?<!\bthrough )\bthe)\s+(?:(?!" + _NOT_MODIFIER + r")[\w'’-]+\s+){0,3}(?:" + FORMATS + r")\b",
                            re.I)
 # a voice or viewpoint: named before formats, so "a pirate's warning" and "a diary entry from the bear's point of
 # view" are style changes (the form is the vehicle of the voice)
@@ -180,8 +180,8 @@ GENRES = (
     "detective|horror|romance|comedy|tragedy|drama|play|novel|novella|narrative|monologue|soliloquy|"
     "shakespeare|shakespearean|pirate|pirates|cowboy|robot|alien|wizard|superhero|villain|knight|"
     "medieval|victorian|steampunk|cyberpunk|dystopian|utopian|gothic|satire|satirical|parody|spoof|"
-    "style|styled|genre|perspective|viewpoint|point of view|persona|character|voice|narrator|"
-    "first person|third person|written by|spoken by|told by|as if|as though|imagine|pretend|"
+    "style|styled|genre|persona|character|voice|"
+    "written by|spoken by|told by|as if|as though|imagine|pretend|"
     "mimic|emulate|channel|reimagine|re-imagine|allegory|metaphor|metaphors|riddle"
 )
 _GENRE = re.compile(r"\b(?:" + GENRES + r")\b", re.I)

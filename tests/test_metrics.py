@@ -156,6 +156,10 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
     ("Rewrite this in a formal style.", "change_tone"),  # a tone word before "style"
     ("Write it in the style of a news report.", "change_format"),
     ("Could a surfer say this instead?", "change_style"),
+    # session 12: a form named by what is done with the text
+    ("Help me share this on Nextdoor", "change_format"),
+    ("Number the steps in this", "change_format"),
+    ("Share this with me", "other"),  # a person, not a platform
     ("Translate this into French.", "translate_simplify"),
     ("Translate this into Shakespearean English.", "change_style"),
     ("Explain it to a five-year-old.", "translate_simplify"),

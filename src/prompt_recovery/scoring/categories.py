@@ -192,6 +192,11 @@ _IMPROVE = _words("improve", "improved", "improving", "polish", "polished", "pro
                   "smoother", "flow", "fluent", "eloquent", "vivid", "vivid\\w*", "descriptive", "impactful",
                   "compelling", "coherent", "cohesive", "precise", "sophisticated", "tighten", "tighter", "punchier",
                   "stronger", "own words")
+# a form named by what is done to the text: "Number the steps in this", "Help me share this on Nextdoor"
+_FORM_VERB = re.compile(r"\bnumber(?:ed)?\s+(?:the\s+|each\s+|every\s+|all\s+|its\s+|these\s+)?(?:steps?|points?|"
+                        r"items?|lines|paragraphs?|sentences|ideas?|parts|tips|instructions)\b|\b(?:share|publish|post)"
+                        r"(?:ed|ing|s)?\s+(?:this|it|that|these|them)\s+(?:on|to)\s+(?!me\b|you\b|us\b|them\b|him\b|her\b)\w+",
+                        re.I)
 # "as a <something>" / "into a <something>" with no recognised keyword still names a new form
 _AS_A = re.compile(r"\b(?:as|into|like)\s+(?:an?|the|some)\b", re.I)
 
@@ -213,7 +218,7 @@ def categorize(instruction: str, fallback: str = "other") -> str:
         return "change_tone"
     if _VOICE.search(text):
         return "change_style"
-    if _FORMAT.search(_INPUT_FORMAT.sub(" ", text)):
+    if _FORM_VERB.search(text) or _FORMAT.search(_INPUT_FORMAT.sub(" ", text)):
         return "change_format"
     if _GENRE.search(text):
         return "change_style"

@@ -21,14 +21,10 @@ PR=".venv/bin/prompt-recovery"
 PY=".venv/bin/python"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
-OUT=$($PY - "$CONFIG" <<'PY'
+read -r OUT FULL < <($PY - "$CONFIG" <<'PY'
 import sys, yaml
-print(yaml.safe_load(open(sys.argv[1]))["output_dir"])
-PY
-)
-FULL=$($PY - "$CONFIG" <<'PY'
-import sys, yaml
-print(yaml.safe_load(open(sys.argv[1])).get("finetune", "lora") == "full")
+c = yaml.safe_load(open(sys.argv[1]))
+print(c["output_dir"], c.get("finetune", "lora") == "full")
 PY
 )
 if [ -f "$OUT/train_summary.json" ]; then stamp "trained already: $OUT"; else stamp "train $CONFIG"; $PR train --config "$CONFIG"; fi
@@ -47,6 +43,7 @@ stamp "paired against $BASELINE"
 PARTS="$PARTS" bash scripts/quality_paired.sh "$NAME" "$BASELINE" || true
 
 # the judge on NAME's answers: the 376 held-out rows no earlier choice used (session 10), both suites
+mkdir -p runs/probe
 [ -f runs/probe/heldout376.jsonl ] || $PY - <<'PY'
 import pandas as pd
 d = pd.read_json("runs/data/isplit/heldout_unseen.jsonl", lines=True, dtype={"id": str})
@@ -56,7 +53,6 @@ PY
 declare -A PAIRS=([heldout]=runs/probe/heldout376.jsonl [suite]=suite [suiteb]=data/eval/family_suite_b.jsonl)
 declare -A SHORT=([heldout]=h376 [suite]=suite [suiteb]=suiteb)
 SETS=()
-mkdir -p runs/probe
 for part in $PARTS; do
   [ -n "${PAIRS[$part]:-}" ] || continue
   scores=runs/probe/${NAME}_lik96_${SHORT[$part]}.jsonl

@@ -1,6 +1,7 @@
 """Check a new file of hand-written training triples before it joins the training data.
 
     .venv/bin/python scripts/check_handwritten.py data/handwritten/round5_a.jsonl [more files ...]
+    .venv/bin/python scripts/check_handwritten.py --eval data/eval/family_suite_c.jsonl     # a new evaluation set
 
 Per file: every row has the keys `id, family, original_text, rewrite_prompt, rewritten_text` (non-empty
 strings), ids are unique across the files given and the existing data/handwritten/*.jsonl, and the row does not
@@ -10,7 +11,10 @@ leak evaluation data:
     after lower-casing; nor a near copy (ratio above ``--max-dup-ratio``, 0.9) of a training row's instruction
     (earlier hand-written rows, earlier rows of the files given);
   * its original and rewrite share no run of ``--ngram`` (8) words with a suite text.
-Prints the flagged rows, then per family: rows, the instruction's category (`scoring.categories`) counts and the
+With ``--eval`` the file is a new evaluation set, held to the rules suite B was written under (data/eval/README.md):
+instructions below ``--max-ratio`` against the training rows too, no 8-word run shared with their texts either, the
+family one of the suite's 14 (`scoring.suite.FAMILY_CATEGORY`) and the instruction in that family's category (so that
+family accuracy counts a right answer as right). Prints the flagged rows, then per family: rows, the instruction's category (`scoring.categories`) counts and the
 median rewrite/original word ratio. Exit status 1 when a row is flagged.
 """
 
@@ -56,18 +60,23 @@ def main(argv=None) -> int:
     p.add_argument("--max-ratio", type=float, default=0.65)
     p.add_argument("--max-dup-ratio", type=float, default=0.9)
     p.add_argument("--ngram", type=int, default=8)
+    p.add_argument("--eval", action="store_true", help="the files are a new evaluation set (stricter, see above)")
     a = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
     from prompt_recovery.scoring.categories import categorize
+    from prompt_recovery.scoring.suite import FAMILY_CATEGORY
 
     new = {f: read(f) for f in a.files}
-    suite = [r for s in SUITES for r in read(s)]
-    earlier = [r for f in sorted((ROOT / "data/handwritten").glob("*.jsonl")) if f.resolve() not in
-               {g.resolve() for g in a.files} for r in read(f)]
+    given = {f.resolve() for f in a.files}
+    suite = [r for s in SUITES if s.resolve() not in given for r in read(s)]
+    earlier = [r for f in sorted((ROOT / "data/handwritten").glob("*.jsonl")) if f.resolve() not in given
+               for r in read(f)]
     known = [(r["rewrite_prompt"].lower(), f"suite {r['id']}", a.max_ratio) for r in suite]
-    known += [(r["rewrite_prompt"].lower(), f"hand-written {r['id']}", a.max_dup_ratio) for r in earlier]
-    suite_grams = set().union(*(ngrams(r["original_text"] + " \n " + r["rewritten_text"], a.ngram) for r in suite))
+    train_limit = a.max_ratio if a.eval else a.max_dup_ratio
+    known += [(r["rewrite_prompt"].lower(), f"hand-written {r['id']}", train_limit) for r in earlier]
+    guarded = suite + earlier if a.eval else suite
+    suite_grams = set().union(*(ngrams(r["original_text"] + " \n " + r["rewritten_text"], a.ngram) for r in guarded))
     seen_ids = Counter(r["id"] for r in earlier)
 
     flagged = 0
@@ -90,11 +99,16 @@ def main(argv=None) -> int:
                         break
                 shared = ngrams(r["original_text"] + " \n " + r["rewritten_text"], a.ngram) & suite_grams
                 if shared:
-                    problems.append(f"shares {len(shared)} {a.ngram}-word runs with the suites, "
-                                    f"e.g. {' '.join(next(iter(shared)))!r}")
+                    problems.append(f"shares {len(shared)} {a.ngram}-word runs with the suites"
+                                    f"{' or training rows' if a.eval else ''}, e.g. {' '.join(next(iter(shared)))!r}")
+                if a.eval and r["family"] not in FAMILY_CATEGORY:
+                    problems.append(f"family {r['family']!r} is not a suite family ({', '.join(FAMILY_CATEGORY)})")
+                elif a.eval and categorize(r["rewrite_prompt"]) != FAMILY_CATEGORY[r["family"]]:
+                    problems.append(f"instruction falls in category {categorize(r['rewrite_prompt'])}, not "
+                                    f"{FAMILY_CATEGORY[r['family']]} (rephrase it)")
                 ratio = (len(r["rewritten_text"].split()) + 1) / (len(r["original_text"].split()) + 1)
                 by_family[r["family"]].append((categorize(r["rewrite_prompt"]), ratio))
-                known.append((ins, f"{f.name} {r['id']}", a.max_dup_ratio))
+                known.append((ins, f"{f.name} {r['id']}", a.max_ratio if a.eval else a.max_dup_ratio))
             if problems:
                 flagged += 1
                 print(f"{f}:{n} ({r.get('id')}): " + "; ".join(problems))

@@ -6,7 +6,7 @@
 #   built by scripts/quality_data.sh; whole instruction clusters and their originals never trained on)
 # - dev: the public dev split (shares its prompt style with train: overstates quality)
 # - suite: the project's instruction-family suite (family accuracy)
-# - suiteb: a second family suite written in session 11 (data/eval; for confirming, never for choosing)
+# - suiteb, suitec: family suites written in sessions 11 and 13 (data/eval; for confirming, never for choosing)
 # Writes runs/pred/NAME_{heldout,dev,suite}.csv and runs/eval/NAME_{heldout,dev,suite}/report.{json,md}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ PARTS=${PARTS:-heldout dev suite}
 PR=".venv/bin/prompt-recovery"
 mkdir -p runs/pred runs/eval
 declare -A TRUTH=([heldout]=runs/data/isplit/heldout_unseen.jsonl [dev]=runs/data/dev.clean.jsonl [suite]=suite
-                  [suiteb]=data/eval/family_suite_b.jsonl)
+                  [suiteb]=data/eval/family_suite_b.jsonl [suitec]=data/eval/family_suite_c.jsonl)
 for part in $PARTS; do
   $PR predict "${TRUTH[$part]}" -o "runs/pred/${NAME}_$part.csv" --model "$MODEL" --adapter "$ADAPTER" "$@"
   $PR evaluate "runs/pred/${NAME}_$part.csv" --truth "${TRUTH[$part]}" -d "runs/eval/${NAME}_$part" --no-plots \

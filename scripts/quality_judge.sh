@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `recover`'s reranking measured on one scored model's plain answers (runs/pred/NAME_PART.csv, from quality_eval.sh):
+#   PARTS="heldout suite suiteb suitec" bash scripts/quality_judge.sh NAME [BASELINE=shipped]
+# 1. the judge's scores of NAME's answer and the 17 family prototypes per row (scripts/probe_rewrite_likelihood.py,
+#    96 rewrite tokens, two processes) -> runs/probe/NAME_lik96_SET.jsonl; the prototypes' scores do not depend on the
+#    recovery model, so they are reused from runs/probe/lik96_SET.jsonl when an earlier run left it (and left for the
+#    next run when not);
+# 2. `recover`'s setting (length prior weight 1, margin 0.05) on those scores -> runs/probe/NAME_sweep/PART/w1_a0_m0.05.csv
+#    with its figures (scripts/probe_rerank_sweep.py);
+# 3. paired differences of those reranked answers against BASELINE's (runs/probe/BASELINE_sweep), both scorers.
+# The held-out part is the 376 held-out rows no earlier choice used (session 10: 200 of the 576 chose the margin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NAME=${1:?a scored model (runs/pred/NAME_PART.csv)}
+BASELINE=${2:-shipped}
+PARTS=${PARTS:-heldout suite suiteb suitec}
+PY=".venv/bin/python"
+SETTING=w1_a0_m0.05
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+mkdir -p runs/probe
+[ -f runs/probe/heldout376.jsonl ] || $PY - <<'PY'
+import pandas as pd
+d = pd.read_json("runs/data/isplit/heldout_unseen.jsonl", lines=True, dtype={"id": str})
+rest = d[~d["id"].isin(d.sample(200, random_state=0)["id"])]   # session 8 chose on the 200 sampled rows
+rest.to_json("runs/probe/heldout376.jsonl", orient="records", lines=True, force_ascii=False)
+PY
+declare -A PAIRS=([heldout]=runs/probe/heldout376.jsonl [suite]=suite [suiteb]=data/eval/family_suite_b.jsonl
+                  [suitec]=data/eval/family_suite_c.jsonl)
+declare -A SHORT=([heldout]=h376 [suite]=suite [suiteb]=suiteb [suitec]=suitec)
+SETS=()
+for part in $PARTS; do
+  [ -n "${PAIRS[$part]:-}" ] || { echo "no judge set for part $part (known: ${!PAIRS[*]})" >&2; exit 2; }
+  scores=runs/probe/${NAME}_lik96_${SHORT[$part]}.jsonl
+  if [ ! -f "$scores" ]; then
+    stamp "judge scores for $part"
+    reuse=runs/probe/lik96_${SHORT[$part]}.jsonl
+    for s in 0 1; do
+      $PY scripts/probe_rewrite_likelihood.py --pairs "${PAIRS[$part]}" --pred "runs/pred/${NAME}_$part.csv" \
+          $([ -f "$reuse" ] && echo --reuse "$reuse") --shard $s/2 -o "$scores.s$s" > "$scores.log$s" 2>&1 &
+    done
+    wait
+    cat "$scores.s0" "$scores.s1" > "$scores.tmp" && mv "$scores.tmp" "$scores" && rm -f "$scores.s0" "$scores.s1"
+    [ -f "$reuse" ] || cp "$scores" "$reuse"
+  fi
+  SETS+=(--set "$part" "$scores" "${PAIRS[$part]}")
+done
+stamp "recover's reranking on $NAME's answers (judge 96 tokens, length prior 1, margin 0.05)"
+$PY scripts/probe_rerank_sweep.py "${SETS[@]}" --prior src/prompt_recovery/search/length_prior.json \
+    --prior-weights 1 --margins 0.05 --out-dir "runs/probe/${NAME}_sweep" 2>&1 | grep -v Loading
+if [ "$NAME" != "$BASELINE" ]; then
+  for part in $PARTS; do
+    base=runs/probe/${BASELINE}_sweep/$part/$SETTING.csv
+    [ -f "$base" ] || { echo "no reranked answers of $BASELINE for $part ($base): PARTS=$part bash $0 $BASELINE"; continue; }
+    for embedder in minilm smollm2-tokens; do
+      echo "== reranked $NAME - $BASELINE $part $embedder"
+      .venv/bin/prompt-recovery evaluate "runs/probe/${NAME}_sweep/$part/$SETTING.csv" --truth "${PAIRS[$part]}" \
+          --no-plots --constants "" --compare "$base" --embedder "$embedder" \
+          -d "runs/eval/${NAME}rr_vs_${BASELINE}rr_${part}_$embedder" 2>/dev/null | grep -E "family|model minus it"
+    done
+  done
+fi
+stamp done

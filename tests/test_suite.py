@@ -30,18 +30,24 @@ def test_every_true_instruction_is_in_its_familys_category():
     assert not _outside_their_familys_category(load_suite())
 
 
-def test_suite_b_is_fresh_and_each_instruction_is_in_its_familys_category():
-    """data/eval/family_suite_b.jsonl (session 11): 6 rows per family, no original or instruction of the first suite."""
+@pytest.mark.parametrize("name,earlier", [("family_suite_b", ()), ("family_suite_c", ("family_suite_b",))])
+def test_later_suites_are_fresh_and_each_instruction_is_in_its_familys_category(name, earlier):
+    """data/eval/family_suite_b.jsonl (session 11), family_suite_c.jsonl (session 13): 6 rows per family, no original
+    or instruction of the first suite or of an earlier one."""
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "data" / "eval" / "family_suite_b.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    def read(stem):
+        path = Path(__file__).parents[1] / "data" / "eval" / f"{stem}.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    rows = read(name)
     fams = pd.Series([r["family"] for r in rows]).value_counts()
     assert set(fams.index) == set(FAMILY_CATEGORY) and (fams == 6).all(), fams
     assert len({r["id"] for r in rows}) == len(rows) == 84
-    first = load_suite()
-    assert not {r["original_text"] for r in rows} & {r["original_text"] for r in first}
-    assert not {r["rewrite_prompt"].lower() for r in rows} & {r["rewrite_prompt"].lower() for r in first}
+    for first in [load_suite()] + [read(e) for e in earlier]:
+        assert not {r["original_text"] for r in rows} & {r["original_text"] for r in first}
+        assert not {r["rewrite_prompt"].lower() for r in rows} & {r["rewrite_prompt"].lower() for r in first}
+        assert not {r["id"] for r in rows} & {r["id"] for r in first}
     assert not _outside_their_familys_category(rows)
 
 

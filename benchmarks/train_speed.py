@@ -98,8 +98,8 @@ def measure_processes(values: dict, steps: int, n: int) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="train_speed_ddp_"))
     (work / "config.yaml").write_text(yaml.safe_dump(values))
-    rc = torchrun(n, [__file__, "--worker", str(work / "config.yaml"), "--steps", str(steps)],
-                  stdout=subprocess.DEVNULL)
+    rc, _ = torchrun(n, [__file__, "--worker", str(work / "config.yaml"), "--steps", str(steps)],
+                     stdout=subprocess.DEVNULL)
     if rc:
         sys.exit(f"train_speed: the {n} worker processes failed (exit status {rc})")
     ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in range(n)]

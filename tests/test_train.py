@@ -396,3 +396,72 @@ def test_a_lora_on_the_tied_embedding_moves_the_output_layer_too(tmp_path, tiny_
     assert (plain - want).abs().max() > 1e-3
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
     assert merged.lm_head.weight is merged.model.embed_tokens.weight
+
+
+def test_a_signal_saves_a_checkpoint_at_the_update_under_way_and_the_run_resumes(tmp_path, capsys, tiny_cfg):
+    """SIGTERM during training (here sent by the run to itself after update 3): the update finishes, a checkpoint is
+    saved at it although 3 is not a save step, no model or summary is written, `Interrupted` carries exit status 143;
+    the same config then resumes from update 3 and finishes, the log showing every update once."""
+    import signal as sig
+
+    from transformers import TrainerCallback
+
+    from prompt_recovery.errors import Interrupted
+
+    class SendAfterUpdate3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                os.kill(os.getpid(), sig.SIGTERM)
+
+    out = tmp_path / "stopped"
+    handler_before = sig.getsignal(sig.SIGTERM)
+    with pytest.raises(Interrupted) as info:
+        train(tiny_cfg(out, max_steps=8, eval_steps=5), callbacks=[SendAfterUpdate3()])
+    assert info.value.exit_code == 128 + sig.SIGTERM and "at update 4 of 8" in str(info.value)
+    assert sig.getsignal(sig.SIGTERM) is handler_before  # the handler is put back
+    # the signal came after the stop callback had looked at update 3: update 4 is where the flag is read
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-4"]
+    assert not (out / "train_summary.json").exists() and not (out / "adapter_model.safetensors").exists()
+    assert "saving a checkpoint after this update" in capsys.readouterr().err
+
+    res = train(tiny_cfg(out, max_steps=8, eval_steps=5))
+    assert "resuming from" in (printed := capsys.readouterr().out) and "checkpoint-4" in printed
+    steps = [r["step"] for r in log_records(out) if "loss" in r]
+    assert steps == list(range(1, 9))
+    assert json.loads((out / "train_summary.json").read_text())["global_steps"] == 8 and res.metrics["train_loss"] > 0
+
+
+def test_sigterm_to_the_launcher_stops_both_processes_at_one_checkpoint(tmp_path):
+    """`prompt-recovery train` with 2 CPU processes, SIGTERM to the command once updates are logged: it asks the
+    workers to stop (a stop file), they agree on one update (all-reduced flag), save a checkpoint there and exit
+    cleanly; the command exits 143 with a one-line message and no traceback, and the same command resumes from that
+    checkpoint to the end."""
+    import signal as sig
+    import time
+
+    out = tmp_path / "ddp_stop"
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "prompt_recovery.cli", "train", TOY, "--model", "tiny-random-mistral",
+           "--output-dir", str(out), "--processes", "2", "--per-device-train-batch-size", "1",
+           "--gradient-accumulation-steps", "2", "--val-fraction", "0", "--max-text-tokens", "64",
+           "--max-length", "128", "--logging-steps", "1", "--eval-steps", "100000"]
+    proc = subprocess.Popen(cmd + ["--max-steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.time() + 300
+    while not ((out / "train_log.jsonl").exists() and (out / "train_log.jsonl").read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(sig.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM; checkpoint" in err and "Traceback" not in err  # the workers exit cleanly
+    ckpts = list((out / "checkpoints").iterdir())
+    assert len(ckpts) == 1 and (ckpts[0] / "trainer_state.json").is_file()
+    stopped = int(ckpts[0].name.split("-")[1])
+    assert stopped >= 3 and not (out / "train_summary.json").exists()
+
+    res = subprocess.run(cmd + ["--max-steps", str(stopped + 2)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "train_summary.json").read_text())["global_steps"] == stopped + 2
+    steps = [r["step"] for r in log_records(out) if "loss" in r]
+    assert steps == list(range(1, stopped + 3))

@@ -16,7 +16,7 @@ import sys
 
 from prompt_recovery import __version__
 from prompt_recovery.config import load_config
-from prompt_recovery.errors import UserError
+from prompt_recovery.errors import Interrupted, UserError
 
 # subcommand -> (module, config class, one-line description)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         cfg, debug = load_config(getattr(module, cls_name), rest, f"prompt-recovery {name}", desc)
         return int(module.run(cfg) or 0)
+    except Interrupted as e:  # stopped by a signal after saving its work (e.g. a training checkpoint)
+        return error(str(e), e.exit_code)
     except UserError as e:
         if debug:
             raise

@@ -15,3 +15,12 @@ class UserError(Exception):
 def notice(msg: str) -> None:
     """A one-line note on stderr, e.g. that a slower engine is used or a cache is being built."""
     print(f"prompt-recovery: {msg}", file=sys.stderr, flush=True)
+
+
+class Interrupted(UserError):
+    """A run stopped by a signal after saving what it had done; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = int(signum)  # 0: asked to stop some other way (a launcher's stop file)
+        self.exit_code = 128 + self.signum if self.signum else 1

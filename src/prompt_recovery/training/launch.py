@@ -19,16 +19,19 @@ already started by torchrun/accelerate (WORLD_SIZE set) and GPU runs train in-pr
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from prompt_recovery import hardware
 from prompt_recovery.config import to_dict
-from prompt_recovery.errors import UserError
+from prompt_recovery.errors import Interrupted, UserError
 from prompt_recovery.schema import atomic_write_text
 
 LAUNCHED_CONFIG = "launch_config.yaml"  # written into output_dir for the worker processes
+STOP_FILE = ".stop-requested"  # created in output_dir when the launching command gets SIGINT / SIGTERM
+STOP_FILE_ENV = "PROMPT_RECOVERY_STOP_FILE"  # tells the workers where to look for it
 
 
 def cpu_processes(requested: int, accumulation: int, cores: int | None = None) -> int:
@@ -62,12 +65,35 @@ def should_launch(cfg, device: str) -> int:
     return n if n > 1 else 0
 
 
-def torchrun(n: int, args: list[str], **kwargs) -> int:
-    """`python -m torch.distributed.run --standalone --nproc_per_node n ARGS` with one thread per process;
-    its exit status (`kwargs` go to subprocess.run)."""
+def torchrun(n: int, args: list[str], stop_file: Path | None = None, **kwargs) -> tuple[int, int]:
+    """`python -m torch.distributed.run --standalone --nproc_per_node n ARGS` with one thread per process; its exit
+    status and the first SIGINT / SIGTERM this process got while it ran (0: none). The launcher runs in a session
+    of its own, so Ctrl-C reaches this process only: the first signal creates `stop_file` (the workers' cue to save
+    a checkpoint and exit cleanly, `train.stop_on_signal`; without one it is passed on), a second one is passed on
+    to torchrun (which signals the workers), a third kills it. `kwargs` go to subprocess.Popen."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if stop_file is not None:
+        env[STOP_FILE_ENV] = str(stop_file)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
-    return subprocess.run(cmd, env=env, **kwargs).returncode
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, **kwargs)
+    got = []
+
+    def forward(signum, frame):
+        got.append(signum)
+        if len(got) == 1 and stop_file is not None:
+            Path(stop_file).touch()
+            print(f"\ntrain: {signal.Signals(signum).name}: the processes save a checkpoint after this update, then "
+                  "stop (a second signal stops them at once)", file=sys.stderr, flush=True)
+        else:
+            proc.send_signal(signal.SIGKILL if len(got) > 2 else signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return rc, (got[0] if got else 0)
 
 
 def launch(cfg, n: int) -> int:
@@ -79,7 +105,19 @@ def launch(cfg, n: int) -> int:
     config_path = out / LAUNCHED_CONFIG
     atomic_write_text(config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"train: {n} processes x 1 thread (DDP over gloo; --processes 1 trains in one process)", flush=True)
-    rc = torchrun(n, ["-m", "prompt_recovery.cli", "train", "--config", str(config_path)])
+    stop_file = out / STOP_FILE
+    stop_file.unlink(missing_ok=True)  # left by a run killed before it could clean up
+    try:
+        rc, signum = torchrun(n, ["-m", "prompt_recovery.cli", "train", "--config", str(config_path)], stop_file)
+    finally:
+        stop_file.unlink(missing_ok=True)
+    if signum:
+        saved = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0)
+                       if p.name.rpartition("-")[2].isdigit() else -1)
+        where = f"checkpoint {saved[-1]}" if saved else f"no checkpoint in {out / 'checkpoints'} yet"
+        status = "" if rc == 0 else f" (the processes exited with status {rc})"
+        raise Interrupted(f"train: stopped by {signal.Signals(signum).name}{status}; {where}: the same command "
+                          f"resumes from it", signum)
     if rc != 0:
         raise UserError(f"train: a training process failed (exit status {rc}; its message is above). "
                         f"The same command resumes from the last checkpoint.")

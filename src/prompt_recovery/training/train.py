@@ -15,6 +15,8 @@ tokenizer files, `prompt_recovery.json` (prompt format), `train_config.yaml` (re
 `train_log.jsonl` (every logged step, appended as training goes), `loss.png` and a model card
 `README.md`. Checkpoints go to `output_dir/checkpoints/`; the same command resumes a killed run
 from the last one. With validation data the best checkpoint (lowest eval loss) is the one saved.
+Ctrl-C or SIGTERM (`kill`, a job's time limit) finishes the optimiser update under way, saves a checkpoint
+there and stops (exit status 130 / 143), so nothing trained is lost; a second signal stops at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +35,13 @@ from pathlib import Path
 from prompt_recovery import hardware, models
 from prompt_recovery.config import opt, to_dict
 from prompt_recovery.data.noise import with_bpe_dropout
-from prompt_recovery.errors import UserError
+from prompt_recovery.errors import Interrupted, UserError
 from prompt_recovery.hub import push_folder
 from prompt_recovery.prompting import get_format
 from prompt_recovery.schema import atomic_write_text
 from prompt_recovery.training.card import write_model_card
 from prompt_recovery.training.dataset import RecoveryDataset, hold_out_originals, load_rows, make_collator
-from prompt_recovery.training.launch import accumulation_per_process, launch, should_launch
+from prompt_recovery.training.launch import STOP_FILE_ENV, accumulation_per_process, launch, should_launch
 
 @dataclass
 class TrainConfig:
@@ -236,6 +241,57 @@ def jsonl_logger(path: Path):
     return JsonlLogger()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signal(stop_file: str | Path | None = None):
+    """A TrainerCallback that turns SIGINT / SIGTERM (or the appearance of `stop_file`, which `launch` creates when
+    the launching command gets the signal) into a checkpoint: the optimiser update under way finishes, a checkpoint
+    is saved at it, training stops (`stopped_at`; `signum` 0 when the file asked). A second signal raises
+    KeyboardInterrupt at once. Under DDP each process may learn of the stop or not (a scheduler may signal one
+    worker): a flag all-reduced once per update makes every process save and stop at the same update.
+    `install()` / `restore()` set and reset the signal handlers (main thread only)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def __init__(self):
+            self.signum = 0
+            self.stopped_at = None
+            self._previous = {}
+
+        def _handle(self, signum, frame):
+            if self.signum:
+                raise KeyboardInterrupt
+            self.signum = signum
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"\ntrain: {signal.Signals(signum).name}: saving a checkpoint after this update, then stopping "
+                      "(a second signal stops at once)", file=sys.stderr, flush=True)
+
+        def install(self):
+            if threading.current_thread() is threading.main_thread():
+                self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+
+        def restore(self):
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+            self._previous = {}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            flag = 1 if self.signum or (stop_file is not None and os.path.exists(stop_file)) else 0
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                t = torch.tensor([flag], dtype=torch.int64, device=args.device)
+                torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+                flag = int(t.item())
+            if flag:
+                self.stopped_at = state.global_step
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnSignal()
+
+
 def checkpoint_step(checkpoint: str | Path) -> int:
     """The optimiser step a checkpoint was saved at (trainer_state.json, else the folder name)."""
     state = Path(checkpoint) / "trainer_state.json"
@@ -376,14 +432,24 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     args.warmup_steps = warmup_steps(cfg.warmup_ratio, total_steps(len(train_ds), args))
     collator = make_collator(tok, cfg.packing, cfg.pad_to_multiple_of)
     trainer_cls = target_logits_trainer() if cfg.target_logits_only else Trainer
+    stopper = stop_on_signal(os.environ.get(STOP_FILE_ENV))
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                          data_collator=collator, callbacks=[jsonl_logger(out / "train_log.jsonl"), *callbacks])
+                          data_collator=collator,
+                          callbacks=[jsonl_logger(out / "train_log.jsonl"), stopper, *callbacks])
     resume = _last_checkpoint(out / "checkpoints") if cfg.resume else None
     if resume:
         print(f"train: resuming from {resume}")
     if trainer.is_world_process_zero():  # the log keeps what led to the checkpoint, nothing logged after it
         truncate_log(out / "train_log.jsonl", checkpoint_step(resume) if resume else 0)
-    result = trainer.train(resume_from_checkpoint=resume)
+    stopper.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        stopper.restore()
+    if stopper.stopped_at is not None:
+        why = signal.Signals(stopper.signum).name if stopper.signum else "the launching command"
+        raise Interrupted(f"train: stopped by {why} at update {stopper.stopped_at} of {trainer.state.max_steps}; "
+                          f"checkpoint saved in {out / 'checkpoints'}: the same command resumes from it", stopper.signum)
     metrics = dict(result.metrics)
     if has_val:
         metrics.update(trainer.evaluate())
@@ -424,5 +490,10 @@ def run(cfg: TrainConfig) -> int:
     if n:
         load_rows(cfg.train_data, 1, cfg.seed)  # a bad path or table fails here, in one line, not in n workers
         return launch(cfg, n)
-    train(cfg)
+    try:
+        train(cfg)
+    except Interrupted as e:
+        if e.signum == 0 and os.environ.get(STOP_FILE_ENV):  # a worker stopped as its launcher asked: a clean exit,
+            return 0                                         # the launcher reports it
+        raise
     return 0

@@ -112,8 +112,8 @@ def launch(cfg, n: int) -> int:
     finally:
         stop_file.unlink(missing_ok=True)
     if signum:
-        saved = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0)
-                       if p.name.rpartition("-")[2].isdigit() else -1)
+        steps = {p: p.name.rpartition("-")[2] for p in (out / "checkpoints").glob("checkpoint-*")}
+        saved = sorted((p for p, s in steps.items() if s.isdigit()), key=lambda p: int(steps[p]))
         where = f"checkpoint {saved[-1]}" if saved else f"no checkpoint in {out / 'checkpoints'} yet"
         status = "" if rc == 0 else f" (the processes exited with status {rc})"
         raise Interrupted(f"train: stopped by {signal.Signals(signum).name}{status}; {where}: the same command "

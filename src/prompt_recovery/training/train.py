@@ -285,6 +285,8 @@ def stop_on_signal(stop_file: str | Path | None = None):
                 flag = int(t.item())
             if flag:
                 self.stopped_at = state.global_step
+                if args.save_total_limit == 1:  # else transformers keeps only the best checkpoint when train() ends
+                    args.save_total_limit = 2
                 control.should_save = True
                 control.should_training_stop = True
             return control

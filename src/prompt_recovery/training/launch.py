@@ -112,10 +112,9 @@ def launch(cfg, n: int) -> int:
     finally:
         stop_file.unlink(missing_ok=True)
     if signum:
-        from prompt_recovery.training.train import _last_checkpoint  # train imports this module
-
-        saved = _last_checkpoint(out / "checkpoints")  # what the same command resumes from
-        where = f"checkpoint {saved}" if saved else f"no checkpoint in {out / 'checkpoints'} yet"
+        steps = {p: p.name.rpartition("-")[2] for p in (out / "checkpoints").glob("checkpoint-*")}
+        saved = sorted((p for p, s in steps.items() if s.isdigit()), key=lambda p: int(steps[p]))
+        where = f"checkpoint {saved[-1]}" if saved else f"no checkpoint in {out / 'checkpoints'} yet"
         status = "" if rc == 0 else f" (the processes exited with status {rc})"
         raise Interrupted(f"train: stopped by {signal.Signals(signum).name}{status}; {where}: the same command "
                           f"resumes from it", signum)

@@ -160,6 +160,23 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
     ("Help me share this on Nextdoor", "change_format"),
     ("Number the steps in this", "change_format"),
     ("Share this with me", "other"),  # a person, not a platform
+    # session 14: moods named by how the text should sound or feel, plain-words simplification
+    ("Make the speech sound relaxed and unhurried.", "change_tone"),
+    ("Rewrite the notice so it feels cosy and wistful.", "change_tone"),
+    ("make this bio totally smug", "change_tone"),
+    ("Make this fairy tale absurdly funny.", "change_tone"),  # a mood asked of a genre
+    ("Make this weather report absurdly funny.", "change_tone"),
+    ("Rewrite the toast with plenty of cheese puns.", "change_tone"),
+    ("Give the review a bitter edge.", "change_tone"),
+    ("Rewrite the recipe so that it sounds genuinely heartfelt.", "change_tone"),
+    ("Convert it into a heartfelt public apology.", "change_style"),  # a form named, not a mood asked for
+    ("Rewrite it as a creepy, ominous warning.", "change_format"),
+    ("Make it a formal email.", "change_format"),
+    ("Redo the rules in easy words for my nephew.", "translate_simplify"),
+    ("Put the warning into basic English.", "translate_simplify"),
+    ("Can you make this easy for my neighbour's kid to read?", "translate_simplify"),
+    ("Boil this down to two simple sentences.", "summarise"),
+    ("Flesh out these notes so a new hire can follow them.", "expand"),
     ("Translate this into French.", "translate_simplify"),
     ("Translate this into Shakespearean English.", "change_style"),
     ("Explain it to a five-year-old.", "translate_simplify"),
@@ -187,9 +204,9 @@ _LABEL_CATEGORY = {
 
 
 def test_categorize_agrees_with_the_hand_written_rows_labels():
-    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,085 rows
-    with a one-category label). 0.749 before session 11's rules, 0.898 after; a rule change that breaks common
-    phrasings shows up here."""
+    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,294 rows
+    with a one-category label). 0.749 before session 11's rules, 0.898 after; 0.890 on the 1,294 rows with round 5
+    before session 14's rules, 0.907 after; a rule change that breaks common phrasings shows up here."""
     import json
     from pathlib import Path
 
@@ -199,7 +216,7 @@ def test_categorize_agrees_with_the_hand_written_rows_labels():
     labelled = [(t, c) for t, c in labelled if c]
     assert len(labelled) >= 1000
     agree = sum(categorize(t) == c for t, c in labelled) / len(labelled)
-    assert agree >= 0.88, agree
+    assert agree >= 0.90, agree
 
 
 def test_categorize_fallback_replaces_other_only():

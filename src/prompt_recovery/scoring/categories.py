@@ -10,13 +10,16 @@ Categories (checked in this order; the first rule that matches wins):
 
   1. ``translate_simplify`` – translate into a named language ("Translate this into French"),
      or make the text simpler/plainer ("Simplify the language", "explain it to a five-year-old",
-     "in everyday language", "dumb it down", "so my grandma could understand it").
+     "in everyday language", "dumb it down", "so my grandma could understand it", "in easy words", "basic English").
   2. ``summarise``  – shorten: summarise, condense, shorten, "more concise", "in one sentence", TL;DR,
      "sum it up", "boil it down", "trim it down", takeaways, "the one-line / short version", "the essentials".
   3. ``expand``     – lengthen: expand, elaborate, "add more detail", "make it longer", "flesh it out",
      "a full-length article".
-  4. ``change_tone`` – the word "tone"/"mood", "<tone adjective> language/voice/manner"
-     ("formal language", "in a friendly voice") or "more/less <tone adjective>" ("more formal").
+  4. ``change_tone`` – the word "tone"/"mood", "<tone adjective> language/voice/manner/edge"
+     ("formal language", "in a friendly voice"), "more/less <tone adjective>" ("more formal"), a mood the text
+     should have ("make it sound calm", "so it feels whimsical", "make this story absurdly funny", "sounds
+     heartfelt") or two tone words joined ("bitter and resentful"; not after an article: "a creepy, ominous
+     warning" is a form).
   5. ``change_style`` (voice) – a viewpoint or a persona speaking: "from the dog's point of view",
      "narrated by", "in the first person", "as if a pirate captain were reporting it", "a pirate's
      warning", "like a sports commentator". Before formats: the form is then the vehicle of the voice.
@@ -44,7 +47,10 @@ The rules were last widened in session 11 against the 925 hand-written training 
 label names one category (`data/handwritten`, labelled by their writers): agreement 0.769 -> 0.906; on the
 160 round-4 rows written afterwards, 0.637 -> 0.850 before any rule looked at them (0.900 on all 1,085 such
 rows now, tests/test_metrics.py); every instruction of both family suites keeps its family's category
-(tests/test_suite.py).
+(tests/test_suite.py). Session 14 widened them against round 5's 240 rows (moods named by how the text should sound or
+feel, puns, "easy words" / "basic English"): round 5 0.82 -> 0.93 (so no longer an unseen check), all 1,294 such rows
+0.890 -> 0.907; 1 of the 576 held-out truths changes category (a quoted "serene" turns an "enhance the description"
+instruction into a tone change) and no suite instruction does.
 """
 
 from __future__ import annotations
@@ -86,7 +92,11 @@ _SIMPLIFY = re.compile(r"\bsimplif\w*|\bsimpler\b|\bsimple (?:terms|words|langua
                        r"|\bnon-?technical\b|\bjargon\b|\bdumb\w* (?:(?:it|this|that|them) )?down\b|\bless complicated\b"
                        r"|\beasy to (?:understand|read|follow)\b|\bfor (?:complete |total |absolute )?beginners\b"
                        r"|\bbeginner-friendly\b|\breading level\b|\bplain[- ]language\b"
-                       r"|\b(?:can|could|would|will) (?:easily )?(?:understand|follow|get) (?:it|this)\b",
+                       r"|\b(?:can|could|would|will) (?:easily )?(?:understand|follow|get) (?:(?:it|this)\b|(?:them|these) easily\b)"
+                       # "in easy words", "basic English", "easy for my son to read", "in words she'd get"
+                       r"|\b(?:easy|easier|basic|simple|simpler) (?:words|english|vocabulary)\b"
+                       r"|\beasy (?:for [\w'’ -]{1,30} )?to (?:understand|read|follow)\b"
+                       r"|\bin words (?:a |an |the )?[\w'’ -]{1,25} (?:get|understand|follow)s?\b",
                        re.I)
 # a young reader named with no other change asked for ("Explain this to a 7 year old"): checked late, so "a fairy
 # tale for a five-year-old" stays a story and "Summarize this for a 10-year-old" a summary
@@ -124,10 +134,27 @@ TONE_ADJECTIVES = (
     "triumphant|bossy|fun|chill|stiff|relaxed|chatty|laid-back|easygoing|easy-going|bored|unenthusiastic|dreamy|"
     "corporate|passive-aggressive|gloomy|grim|cheery|bubbly|sarcasm|humor|humour|enthusiasm|irony|official|"
     "official-sounding|angrier|sadder|happier|funnier|melodramatic|hilarious|cheesy|over-the-top|jokes|jokey|"
-    "silly|goofy"
+    "silly|goofy|smug|bitter|resentful|unbothered|serene|secretive|conspiratorial|awestruck|"
+    "swoony|breathless|dignified|tender|wistful|gushing|giddy|indignant|outraged|mournful|"
+    "puns|pun|punny|wordplay"
 )
-_TONE_PHRASE = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b\s+(?:language|voice|manner|register|way|wording|"
-                          r"words|attitude|feel|vibe|style)\b|\b(?:more|less|very|extra)\s+(?:" + TONE_ADJECTIVES + r")\b",
+# tone words that usually modify a form ("a heartfelt apology", "a hype video") and count only in the phrases below
+_PHRASE_TONE = TONE_ADJECTIVES + "|heartfelt|hype|hyped|pumped"
+_DEGREE = r"(?:(?:a bit|a little|really|very|totally|super|so|absurdly|genuinely|properly|extra|much|way|more|less|" \
+          r"fully|truly|utterly|completely|slightly|somewhat|more and more)\s+)?"
+_TONE_PHRASE = re.compile(r"\b(?:" + _PHRASE_TONE + r")\b\s+(?:language|voice|manner|register|way|wording|"
+                          r"words|attitude|feel|vibe|style|edge)\b|\b(?:more|less|very|extra)\s+(?:" + _PHRASE_TONE + r")\b"
+                          # "sound calm and unbothered", "so it feels whimsical", "make this paragraph absurdly funny"
+                          # (up to four words between "make" and the adjective, none an article: "make it a formal
+                          # email" names a form)
+                          r"|\b(?:sound|sounds|sounding|feel|feels|seem|seems|come across as|comes across as)\s+" + _DEGREE
+                          + r"(?:" + _PHRASE_TONE + r")\b"
+                          r"|\b(?:make|makes|making)\s+(?:(?!(?:a|an|into|as|like|sound|feel|seem)\b)[\w'’-]+\s+){1,4}" + _DEGREE
+                          + r"(?:" + _PHRASE_TONE + r")\b"
+                          # two tone words joined: "whimsical and playful", "a formal, dignified register"
+                          # (not after an article: "as a creepy, ominous warning" names a form)
+                          r"|(?<!\ba )(?<!\ban )(?<!\bthe )\b(?:" + _PHRASE_TONE + r"),?\s+(?:and\s+)?(?:" + _PHRASE_TONE
+                          + r")\b",
                           re.I)
 _TONE_ADJ = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b", re.I)
 FORMATS = (

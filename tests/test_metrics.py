@@ -177,6 +177,17 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
     ("Can you make this easy for my neighbour's kid to read?", "translate_simplify"),
     ("Boil this down to two simple sentences.", "summarise"),
     ("Flesh out these notes so a new hire can follow them.", "expand"),
+    ("Abridge the minutes.", "summarise"),
+    ("Pare the intro back to its main claim.", "summarise"),
+    ("Pad this paragraph out with examples.", "expand"),
+    ("Develop the second point further.", "expand"),
+    ("say it like you're explaining it to an old friend", "change_tone"),
+    ("Raise the register of this memo.", "change_tone"),
+    ("Write it as boardroom meeting minutes.", "change_format"),
+    ("Give the newsletter item a comic twist.", "change_tone"),
+    ("Rewrite the notice so it makes people laugh.", "change_tone"),
+    ("Rewrite the tips so a ten-year-old would get it.", "translate_simplify"),
+    ("Retell it the way a proud uncle would.", "change_style"),  # a persona, not a mood
     ("Translate this into French.", "translate_simplify"),
     ("Translate this into Shakespearean English.", "change_style"),
     ("Explain it to a five-year-old.", "translate_simplify"),
@@ -193,7 +204,7 @@ def test_categorize(text, cat):
 # the writers' family labels of data/handwritten that name one category (the others: mixed, combined, audience ...)
 _LABEL_CATEGORY = {
     "summarise": "summarise", "expand": "expand", "simplify": "translate_simplify",
-    **dict.fromkeys(["tone", "casual", "formal"], "change_tone"),
+    **dict.fromkeys(["tone", "casual", "formal", "humour"], "change_tone"),
     **dict.fromkeys(["persona", "point_of_view", "pov", "persona_voice", "poem", "haiku", "limerick", "sonnet", "song",
                      "poetry_song", "fairy_tale", "genre", "genre_story"], "change_style"),
     **dict.fromkeys(["headline", "dialogue", "social_post", "social_media", "letter_email", "list", "email", "letter",
@@ -204,9 +215,10 @@ _LABEL_CATEGORY = {
 
 
 def test_categorize_agrees_with_the_hand_written_rows_labels():
-    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,294 rows
-    with a one-category label). 0.749 before session 11's rules, 0.898 after; 0.890 on the 1,294 rows with round 5
-    before session 14's rules, 0.907 after; a rule change that breaks common phrasings shows up here."""
+    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,474 rows
+    with a one-category label; humour rows count as tone). 0.749 before session 11's rules, 0.898 after; 0.890 on the
+    1,294 rows with round 5 before session 14's rules, 0.917 on the 1,474 with round 6 after; a rule change that breaks
+    common phrasings shows up here."""
     import json
     from pathlib import Path
 

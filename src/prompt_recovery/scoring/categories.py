@@ -47,10 +47,15 @@ The rules were last widened in session 11 against the 925 hand-written training 
 label names one category (`data/handwritten`, labelled by their writers): agreement 0.769 -> 0.906; on the
 160 round-4 rows written afterwards, 0.637 -> 0.850 before any rule looked at them (0.900 on all 1,085 such
 rows now, tests/test_metrics.py); every instruction of both family suites keeps its family's category
-(tests/test_suite.py). Session 14 widened them against round 5's 240 rows (moods named by how the text should sound or
-feel, puns, "easy words" / "basic English"): round 5 0.82 -> 0.93 (so no longer an unseen check), all 1,294 such rows
-0.890 -> 0.907; 1 of the 576 held-out truths changes category (a quoted "serene" turns an "enhance the description"
-instruction into a tone change) and no suite instruction does.
+(tests/test_suite.py). Session 14 widened them twice. First against round 5's 240 rows (moods named by how the text
+should sound or feel, puns, "easy words" / "basic English"): round 5 0.82 -> 0.93. Round 6 (160 rows written after
+that) then read 0.700 / 0.762 (its halves a / b) before and 0.725 / 0.800 after: the unseen gain of such a pass is
+small. Then against round 6 a only (abridge, pare / whittle / cut down, a brief version, stretch / pad out, develop
+further, a listener named for the register: "like you're telling a friend", "raise the register", "less stuffy"):
+round 6 b, not looked at, 0.800 -> 0.838; then against round 6 b too (comic spin, makes readers laugh, "so he'd get
+it", "knows nothing about", primary-school kids): 0.97 on both halves, 0.917 on all 1,474 labelled rows. 1 of the 576
+held-out truths changes category (a quoted "serene" turns an "enhance the description" instruction into a tone
+change), no suite instruction does, and no stored prediction of the shipped model does.
 """
 
 from __future__ import annotations
@@ -95,13 +100,16 @@ _SIMPLIFY = re.compile(r"\bsimplif\w*|\bsimpler\b|\bsimple (?:terms|words|langua
                        r"|\b(?:can|could|would|will) (?:easily )?(?:understand|follow|get) (?:(?:it|this)\b|(?:them|these) easily\b)"
                        # "in easy words", "basic English", "easy for my son to read", "in words she'd get"
                        r"|\b(?:easy|easier|basic|simple|simpler) (?:words|english|vocabulary)\b"
+                       # "so he'd get it", "easier for him to read", "someone who knows nothing about football"
+                       r"|\b\w+['’]d (?:easily )?(?:get|understand|follow) (?:it|this)\b|\beasier for [\w'’ -]{1,25} to "
+                       r"(?:understand|read|follow)\b|\bknows? (?:nothing|little) about\b|\bunderstand every word\b"
                        r"|\beasy (?:for [\w'’ -]{1,30} )?to (?:understand|read|follow)\b"
                        r"|\bin words (?:a |an |the )?[\w'’ -]{1,25} (?:get|understand|follow)s?\b",
                        re.I)
 # a young reader named with no other change asked for ("Explain this to a 7 year old"): checked late, so "a fairy
 # tale for a five-year-old" stays a story and "Summarize this for a 10-year-old" a summary
 _CHILD = re.compile(r"\b(?:\d+|five|six|seven|eight|nine|ten|eleven|twelve)[- ]?years?[- ]?olds?\b|\b(?:first|second|third|"
-                    r"1st|2nd|3rd)[- ]graders?\b|\b(?:preschoolers?|kindergart[ne]+rs?|toddlers?)\b|\blike i'?m (?:a )?"
+                    r"1st|2nd|3rd)[- ]graders?\b|\b(?:primary|elementary)[- ]school\b|\bschool ?kids\b|\blittle ones\b|\b(?:preschoolers?|kindergart[ne]+rs?|toddlers?)\b|\blike i'?m (?:a )?"
                     r"(?:\d+|five|six|seven|eight|nine|ten|little|kid|child)\b", re.I)
 _SUMMARISE = re.compile(r"\bsummar\w*|\bcondens\w*|\bshorten\w*|\bshorter\b(?! sentences)|\bconcise\w*"
                         r"|\bbriefer\b|\bbriefly\b|\bin brief\b|\btl;?dr\b"
@@ -112,12 +120,20 @@ _SUMMARISE = re.compile(r"\bsummar\w*|\bcondens\w*|\bshorten\w*|\bshorter\b(?! s
                         r"|\btrim\w* (?:[\w'’-]+ ){0,3}down\b|\bcut\w* (?:[\w'’-]+ ){0,4}down to\b|\btakeaways?\b"
                         r"|\bone[- ]line(?:r|d)?\b|\bshort(?:er)? version\b|\bthe essentials\b|\bkeep it (?:brief|short)\b"
                         r"|\bin (?:under|about|fewer than|less than|at most) \d+ words\b|\bin a few (?:sentences|lines|words)\b"
-                        r"|\bnutshell\b|\bdistil\w*", re.I)
+                        r"|\bnutshell\b|\bdistil\w*"
+                        # session 14 (round 6): "Abridge this.", "Pare this down.", "cut this right down", "a brief
+                        # version", "keep it to a few sentences"
+                        r"|\babridg\w*|\b(?:pare|pares|pared|paring|whittl\w*|cut|cuts|cutting) (?:[\w'’-]+ ){0,3}(?:down|back)\b"
+                        r"|\bbrief (?:version|summary|rundown|account)\b"
+                        r"|\b(?:to|into) (?:just )?a few (?:short )?(?:sentences|lines|words)\b", re.I)
 _EXPAND = re.compile(r"\bexpand\w*|\belaborat\w*|\blengthen\w*|\blonger\b|\bmore (?:detail|details|detailed|"
                      r"depth|examples?|information|context|description)\b|\badd\w* (?:[\w-]+ ){0,2}(?:detail|details|"
                      r"examples?|depth|context|description)\b|\b(?:flesh|build)\w* (?:[\w'’-]+ ){0,3}out\b|\bextend\w*"
                      r"|\bin (?:more|greater) detail\b|\bfull(?:er|-length)? (?:paragraphs?|essay|article|feature|version|"
-                     r"piece|account|write-?up)\b", re.I)
+                     r"piece|account|write-?up)\b"
+                     # "Stretch this out", "Pad out this request", "Develop this with more detail", "more substance"
+                     r"|\b(?:stretch|pad)\w* (?:[\w'’-]+ ){0,3}out\b|\bdevelop\w* [^.?!]{0,40}\b(?:more|further|detail)"
+                     r"|\bbuild\w* (?:it|this|that|the [\w-]+) up\b|\bmore substance\b", re.I)
 _TONE_WORD = _words("tone", "tones", "mood", "tonality")
 TONE_ADJECTIVES = (
     "formal|informal|casual|professional|polite|rude|friendly|unfriendly|warm|cold|humorous|funny|comedic|"
@@ -135,15 +151,17 @@ TONE_ADJECTIVES = (
     "corporate|passive-aggressive|gloomy|grim|cheery|bubbly|sarcasm|humor|humour|enthusiasm|irony|official|"
     "official-sounding|angrier|sadder|happier|funnier|melodramatic|hilarious|cheesy|over-the-top|jokes|jokey|"
     "silly|goofy|smug|bitter|resentful|unbothered|serene|secretive|conspiratorial|awestruck|"
-    "swoony|breathless|dignified|tender|wistful|gushing|giddy|indignant|outraged|mournful|"
+    "swoony|breathless|dignified|tender|wistful|gushing|giddy|indignant|outraged|mournful|amusing|grateful|impatient|"
+    "calmer|"
     "puns|pun|punny|wordplay"
 )
 # tone words that usually modify a form ("a heartfelt apology", "a hype video") and count only in the phrases below
-_PHRASE_TONE = TONE_ADJECTIVES + "|heartfelt|hype|hyped|pumped"
+_PHRASE_TONE = TONE_ADJECTIVES + "|heartfelt|hype|hyped|pumped|comic|proud"
 _DEGREE = r"(?:(?:a bit|a little|really|very|totally|super|so|absurdly|genuinely|properly|extra|much|way|more|less|" \
           r"fully|truly|utterly|completely|slightly|somewhat|more and more)\s+)?"
 _TONE_PHRASE = re.compile(r"\b(?:" + _PHRASE_TONE + r")\b\s+(?:language|voice|manner|register|way|wording|"
-                          r"words|attitude|feel|vibe|style|edge)\b|\b(?:more|less|very|extra)\s+(?:" + _PHRASE_TONE + r")\b"
+                          r"words|attitude|feel|vibe|style|edge|spin|twist|touch|angle)\b|\bmak\w* (?:[\w'’-]+ ){0,2}"
+                          r"(?:laugh|giggle|chuckle)\b|\b(?:more|less|very|extra)\s+(?:" + _PHRASE_TONE + r")\b"
                           # "sound calm and unbothered", "so it feels whimsical", "make this paragraph absurdly funny"
                           # (up to four words between "make" and the adjective, none an article: "make it a formal
                           # email" names a form)
@@ -156,6 +174,13 @@ _TONE_PHRASE = re.compile(r"\b(?:" + _PHRASE_TONE + r")\b\s+(?:language|voice|ma
                           r"|(?<!\ba )(?<!\ban )(?<!\bthe )\b(?:" + _PHRASE_TONE + r"),?\s+(?:and\s+)?(?:" + _PHRASE_TONE
                           + r")\b",
                           re.I)
+# the register named by a listener or a setting: "like you're telling it to a friend over a drink", "as if
+# explaining it to a friend", "raise the register", "a proper boardroom voice", "less stuffy"
+_REGISTER = re.compile(r"\b(?:like|as if|as though) (?:you'?re|you are|i'?m|i am|someone(?: is)?|they'?re)? ?\w+ing\b"
+                       r"[^.?!]{0,30}\b(?:to|with|for) (?:a|my|your|their|his|her|some|an old) (?:\w+ )?(?:friends?|mates?|"
+                       r"pals?|buddy|buddies)\b|\b(?:raise|raising|lift|elevate|lower) (?:the|its) register\b"
+                       r"|\bboardroom (?:voice|tone|register|language|style|manner)\b|\bless (?:stuffy|stiff|corporate|robotic)\b|\bchattiness\b|\blike me talking\b",
+                       re.I)
 _TONE_ADJ = re.compile(r"\b(?:" + TONE_ADJECTIVES + r")\b", re.I)
 FORMATS = (
     "list|lists|listicle|bullet|bullets|bulleted|bullet-point|bullet-points|numbered|checklist|table|"
@@ -241,7 +266,7 @@ def categorize(instruction: str, fallback: str = "other") -> str:
         return "summarise"
     if _EXPAND.search(text):
         return "expand"
-    if _TONE_WORD.search(text) or _TONE_PHRASE.search(text):
+    if _TONE_WORD.search(text) or _TONE_PHRASE.search(text) or _REGISTER.search(text):
         return "change_tone"
     if _VOICE.search(text):
         return "change_style"

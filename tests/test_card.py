@@ -129,7 +129,7 @@ def test_local_directory_base_is_not_a_hub_id_but_its_gguf_origin_is_stated(tmp_
 
 
 def test_shipped_card_renders_with_hub_metadata_from_its_files():
-    """The shipped adapter's files give a valid card with its dev, held-out and both family suites' results,
+    """The shipped adapter's files give a valid card with its dev, held-out and the three family suites' results,
     and the shipped README.md carries the same metadata (regenerated, not hand-edited)."""
     cfg = yaml.safe_load((SHIPPED / "train_config.yaml").read_text())
     run = json.loads((SHIPPED / "train_summary.json").read_text())
@@ -137,11 +137,12 @@ def test_shipped_card_renders_with_hub_metadata_from_its_files():
     meta = front_matter(text)
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     names = [r["dataset"]["name"] for r in meta["model-index"][0]["results"]]
-    assert names == ["dev", "dev with typos (rate 0.05)", "heldout", "family suite", "suite B"]
+    assert names == ["dev", "dev with typos (rate 0.05)", "heldout", "family suite", "suite B", "suite C"]
     ev = json.loads((SHIPPED / "evaluation.json").read_text())
-    suite, suite_b = ev["shipped adapter, family suite"], ev["shipped adapter, suite B"]
+    suite, suite_b, suite_c = (ev[f"shipped adapter, {s}"] for s in ("family suite", "suite B", "suite C"))
     assert suite["n"] == 89 and 0 <= suite["family_accuracy"] <= 1
     assert suite_b["n"] == 84 and 0 <= suite_b["family_accuracy"] <= 1
+    assert suite_c["n"] == 84 and 0 <= suite_c["family_accuracy"] <= 1
     assert "--adapter default" in text and "/root/" not in text
     assert front_matter((SHIPPED / "README.md").read_text()) == meta  # the shipped card is the regenerated one
 

@@ -130,8 +130,9 @@ def test_real_default_model_recovers_one_pair():
 def test_shipped_default_answers_the_bundled_examples():
     """The shipped default (SmolLM2-135M + its adapter, the fast path `recover --examples` uses) answers the five
     bundled pairs with one instruction each; what it gets right is pinned at the family level (docs/quality.md:
-    the pirate, haiku (as a limerick) and formal pairs are recognisably right, the summary and the explanation for a child are not
-    yet, so their families are not asserted)."""
+    with session 14's adapter the plain answers get the pirate, the haiku and the formal pair ("... as a formal email
+    to a supervisor."); the summary ("a news article") and the explanation for a child ("a chef's tip") are not
+    yet right, so their families are not asserted)."""
     from prompt_recovery.scoring.categories import categorize
     from prompt_recovery.scoring.suite import FAMILY_CATEGORY, load_examples
 

@@ -115,8 +115,8 @@ def load_recoverer(cfg):
 class RecoverConfig(ModelOptions, SearchOptions):
     # recover answers a few pairs at a time, so it reranks by default: the model's answer against one generic
     # instruction per family, kept unless one explains the rewrite better (docs/quality.md, sessions 7-10: with the
-    # shipped adapter (session 12's), 96 rewrite tokens, margin 0.05 and the length prior, family accuracy
-    # 0.58 -> 0.74 on the suite and 0.55 -> 0.68 on suite B, held-out level under MiniLM).
+    # shipped adapter (session 14's), 96 rewrite tokens, margin 0.05 and the length prior, family accuracy
+    # 0.58 -> 0.78 on the suite, 0.60 -> 0.75 on suite B and 0.60 -> 0.67 on suite C, held-out level under MiniLM).
     # `--select first --no-prototypes` is the plain greedy answer (what `predict` and `serve` return by default,
     # ~10x faster).
     prototypes: bool = opt(True, PROTOTYPES_HELP)

@@ -159,3 +159,14 @@ def test_merged_card_is_a_transformers_model_with_the_adapter_results(tmp_path):
     assert meta["model-index"][0]["name"] == "pr-merged"
     assert "--model someone/pr-merged --adapter none" in text
     assert "trained on, and merged into, float weights de-quantised from the Q4_1 GGUF" in text
+
+
+def test_card_of_a_resumed_run_says_which_updates_its_time_covers(tmp_path):
+    d = _adapter_dir(tmp_path)
+    summary = json.loads((d / "train_summary.json").read_text())
+    assert "| training time | 1.0 min |" in card.refresh_card(d).read_text()  # a run trained in one go
+    (d / "train_summary.json").write_text(json.dumps({**summary, "global_steps": 1102, "resumed_from_step": 700}))
+    text = card.refresh_card(d).read_text()
+    assert ("| training time | 1.0 min for updates 701-1102 (resumed from the checkpoint at update 700; the time "
+            "before it is not counted) |") in text
+

@@ -140,7 +140,9 @@ def test_resume_continues_the_step_count(tmp_path, capsys, tiny_cfg):
     assert "resuming from" in capsys.readouterr().out
     steps = [r["step"] for r in log_records(out) if "loss" in r]
     assert steps[:4] == [1, 2, 3, 4] and steps[4:] == [5, 6]  # no step repeated after the restart
-    assert json.loads((out / "train_summary.json").read_text())["global_steps"] == 6
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["global_steps"] == 6 and summary["resumed_from_step"] == 4  # it timed updates 5-6 only
+    assert "for updates 5-6 (resumed from the checkpoint at update 4" in (out / "README.md").read_text()
     assert res.metrics["train_loss"] > 0
 
 

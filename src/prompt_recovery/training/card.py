@@ -228,7 +228,7 @@ def _recipe_sections(cfg: dict, run: dict) -> list[str]:
               f"| training data | `{cfg.get('train_data')}` ({run.get('examples')} examples, {run.get('tokens')} tokens) |",
               f"| validation | {val} ({run.get('val_examples')} examples) |",
               f"| hardware | {run.get('hardware')} (world size {run.get('world_size', 1)}) |",
-              f"| training time | {run.get('train_seconds', 0) / 60:.1f} min |",
+              f"| training time | {_training_time(run)} |",
               f"| optimiser steps | {run.get('global_steps')} |"]
     m = run.get("metrics", {})
     for k in ("train_loss", "eval_loss"):
@@ -352,6 +352,16 @@ def render_merged_card(model_dir: str | Path, model: str, adapter: str | None, d
 def write_merged_card(model_dir, model: str, adapter: str | None, dtype: str = "float32",
                       repo_id: str | None = None) -> Path:
     return atomic_write_text(Path(model_dir) / "README.md", render_merged_card(model_dir, model, adapter, dtype, repo_id))
+
+
+def _training_time(run: dict) -> str:
+    """Minutes of training; a run resumed from a checkpoint timed only the updates after it."""
+    minutes = f"{run.get('train_seconds', 0) / 60:.1f} min"
+    start = run.get("resumed_from_step") or 0
+    if start:
+        return (f"{minutes} for updates {start + 1}-{run.get('global_steps')} (resumed from the checkpoint at update "
+                f"{start}; the time before it is not counted)")
+    return minutes
 
 
 def add_evaluation(adapter_dir: str | Path, reports: dict[str, str | Path], note: str = "") -> Path:

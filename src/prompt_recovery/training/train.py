@@ -473,7 +473,9 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         run = {"examples": len(train_ds), "tokens": train_ds.token_count(), "val_examples": len(val_ds or []),
                "hardware": _hardware(), "train_seconds": round(elapsed, 1), "precision": flags or {"fp32": True},
                "global_steps": trainer.state.global_step, "warmup_steps": args.warmup_steps, "metrics": {k: _num(v) for k, v in metrics.items()},
-               "world_size": args.world_size, "base_source": source}
+               "world_size": args.world_size, "base_source": source,
+               # a resumed run times only its own segment: the card says so
+               "resumed_from_step": checkpoint_step(resume) if resume else 0}
         atomic_write_text(out / "train_summary.json", json.dumps(run, indent=2) + "\n")
         write_model_card(out, cfg, run)
         print(f"train: {'model' if cfg.finetune == 'full' else 'adapter'} written to {out} in {elapsed / 60:.1f} min "

@@ -2,11 +2,7 @@
 # Score one recovery model on the three quality measures of docs/quality.md, same rows for every model:
 #   bash scripts/quality_eval.sh ADAPTER NAME [MODEL=smollm2-135m] [PREDICT OPTIONS...]
 #   PARTS="heldout suite" bash scripts/quality_eval.sh runs/exp/r7 r7beam4 smollm2-135m --candidates 4   # a test-time option
-# - heldout: instruction-disjoint held-out split of the public data (runs/data/isplit/heldout_unseen.jsonl,
-#   built by scripts/quality_data.sh; whole instruction clusters and their originals never trained on)
-# - dev: the public dev split (shares its prompt style with train: overstates quality)
-# - suite: the project's instruction-family suite (family accuracy)
-# - suiteb, suitec: family suites written in sessions 11 and 13 (data/eval; for confirming, never for choosing)
+# PARTS (default heldout dev suite; the others: suiteb suitec suited): scripts/quality_parts.sh.
 # Writes runs/pred/NAME_{heldout,dev,suite}.csv and runs/eval/NAME_{heldout,dev,suite}/report.{json,md}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +13,8 @@ shift $(( $# < 3 ? $# : 3 ))
 PARTS=${PARTS:-heldout dev suite}
 PR=".venv/bin/prompt-recovery"
 mkdir -p runs/pred runs/eval
-declare -A TRUTH=([heldout]=runs/data/isplit/heldout_unseen.jsonl [dev]=runs/data/dev.clean.jsonl [suite]=suite
-                  [suiteb]=data/eval/family_suite_b.jsonl [suitec]=data/eval/family_suite_c.jsonl)
+source scripts/quality_parts.sh
+check_parts $PARTS
 for part in $PARTS; do
   $PR predict "${TRUTH[$part]}" -o "runs/pred/${NAME}_$part.csv" --model "$MODEL" --adapter "$ADAPTER" "$@"
   $PR evaluate "runs/pred/${NAME}_$part.csv" --truth "${TRUTH[$part]}" -d "runs/eval/${NAME}_$part" --no-plots \

@@ -25,25 +25,24 @@ d = pd.read_json("runs/data/isplit/heldout_unseen.jsonl", lines=True, dtype={"id
 rest = d[~d["id"].isin(d.sample(200, random_state=0)["id"])]   # session 8 chose on the 200 sampled rows
 rest.to_json("runs/probe/heldout376.jsonl", orient="records", lines=True, force_ascii=False)
 PY
-declare -A PAIRS=([heldout]=runs/probe/heldout376.jsonl [suite]=suite [suiteb]=data/eval/family_suite_b.jsonl
-                  [suitec]=data/eval/family_suite_c.jsonl)
-declare -A SHORT=([heldout]=h376 [suite]=suite [suiteb]=suiteb [suitec]=suitec)
+source scripts/quality_parts.sh
+check_parts $PARTS
 SETS=()
 for part in $PARTS; do
-  [ -n "${PAIRS[$part]:-}" ] || { echo "no judge set for part $part (known: ${!PAIRS[*]})" >&2; exit 2; }
+  [ -n "${JUDGED[$part]:-}" ] || { echo "no judge set for part $part (known: ${!JUDGED[*]})" >&2; exit 2; }
   scores=runs/probe/${NAME}_lik96_${SHORT[$part]}.jsonl
   if [ ! -f "$scores" ]; then
     stamp "judge scores for $part"
     reuse=runs/probe/lik96_${SHORT[$part]}.jsonl
     for s in 0 1; do
-      $PY scripts/probe_rewrite_likelihood.py --pairs "${PAIRS[$part]}" --pred "runs/pred/${NAME}_$part.csv" \
+      $PY scripts/probe_rewrite_likelihood.py --pairs "${JUDGED[$part]}" --pred "runs/pred/${NAME}_$part.csv" \
           $([ -f "$reuse" ] && echo --reuse "$reuse") --shard $s/2 -o "$scores.s$s" > "$scores.log$s" 2>&1 &
     done
     wait
     cat "$scores.s0" "$scores.s1" > "$scores.tmp" && mv "$scores.tmp" "$scores" && rm -f "$scores.s0" "$scores.s1"
     [ -f "$reuse" ] || cp "$scores" "$reuse"
   fi
-  SETS+=(--set "$part" "$scores" "${PAIRS[$part]}")
+  SETS+=(--set "$part" "$scores" "${JUDGED[$part]}")
 done
 stamp "recover's reranking on $NAME's answers (judge 96 tokens, length prior 1, margin 0.05)"
 $PY scripts/probe_rerank_sweep.py "${SETS[@]}" --prior src/prompt_recovery/search/length_prior.json \
@@ -54,7 +53,7 @@ if [ "$NAME" != "$BASELINE" ]; then
     [ -f "$base" ] || { echo "no reranked answers of $BASELINE for $part ($base): PARTS=$part bash $0 $BASELINE"; continue; }
     for embedder in minilm smollm2-tokens; do
       echo "== reranked $NAME - $BASELINE $part $embedder"
-      .venv/bin/prompt-recovery evaluate "runs/probe/${NAME}_sweep/$part/$SETTING.csv" --truth "${PAIRS[$part]}" \
+      .venv/bin/prompt-recovery evaluate "runs/probe/${NAME}_sweep/$part/$SETTING.csv" --truth "${JUDGED[$part]}" \
           --no-plots --constants "" --compare "$base" --embedder "$embedder" \
           -d "runs/eval/${NAME}rr_vs_${BASELINE}rr_${part}_$embedder" 2>/dev/null | grep -E "family|model minus it"
     done

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 A=${1:?name of the model (runs/pred/A_PART.csv)}
 B=${2:?name of the model it is compared with}
 PARTS=${PARTS:-heldout suite}
-declare -A TRUTH=([heldout]=runs/data/isplit/heldout_unseen.jsonl [dev]=runs/data/dev.clean.jsonl [suite]=suite
-                  [suiteb]=data/eval/family_suite_b.jsonl [suitec]=data/eval/family_suite_c.jsonl)
+source scripts/quality_parts.sh
+check_parts $PARTS
 for part in $PARTS; do
   for embedder in minilm smollm2-tokens; do
     echo "== $A - $B $part $embedder"

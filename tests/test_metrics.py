@@ -188,6 +188,30 @@ def test_bootstrap_ci_deterministic_and_brackets_mean():
     ("Rewrite the notice so it makes people laugh.", "change_tone"),
     ("Rewrite the tips so a ten-year-old would get it.", "translate_simplify"),
     ("Retell it the way a proud uncle would.", "change_style"),  # a persona, not a mood
+    # session 15: suite D's drafts and round 7
+    ("Can you boil this long product review down to a verdict?", "summarise"),
+    ("Shrink the toast to a one-minute version.", "summarise"),
+    ("What's the main point? Just a sentence or two.", "summarise"),
+    ("Expand each rule with a sentence or two on why it matters.", "expand"),  # not "into a sentence or two"
+    ("So what's the verdict? Two lines, no more.", "summarise"),
+    ("Pad this notice out into a piece of roughly 300 to 400 words.", "expand"),  # a range, not "to 400 words"
+    ("Make it about three times as long.", "expand"),
+    ("Beef up this job ad.", "expand"),
+    ("Grow this news brief into a proper feature.", "expand"),
+    ("Stretch this into a short talk I can read out.", "expand"),
+    ("I've never studied economics; explain this in a way someone like me would understand.", "translate_simplify"),
+    ("Explain it to someone who's never been hiking.", "translate_simplify"),
+    ("Could you make it super simple for first graders?", "translate_simplify"),
+    ("Could you do a version of this that they'd actually understand?", "translate_simplify"),
+    ("Have Yoda say this.", "change_style"),
+    ("Have the houseplant talk us through its repotting.", "change_style"),
+    ("Have it say less.", "other"),  # "it" is the text, not a speaker
+    ("How would the vacuum itself see all this? Write it from its side.", "change_style"),
+    ("Make it a phone call between Lena and her brother.", "change_format"),
+    ("Adapt the fable as a short play scene with stage directions.", "change_format"),
+    ("Name this story. Three options please.", "change_format"),
+    ("bulletise this flyer", "change_format"),
+    ("Recast the chat in proper, formal English.", "change_tone"),
     ("Translate this into French.", "translate_simplify"),
     ("Translate this into Shakespearean English.", "change_style"),
     ("Explain it to a five-year-old.", "translate_simplify"),
@@ -203,7 +227,7 @@ def test_categorize(text, cat):
 
 # the writers' family labels of data/handwritten that name one category (the others: mixed, combined, audience ...)
 _LABEL_CATEGORY = {
-    "summarise": "summarise", "expand": "expand", "simplify": "translate_simplify",
+    "summarise": "summarise", "expand": "expand", "simplify": "translate_simplify", "simplify_child": "translate_simplify",
     **dict.fromkeys(["tone", "casual", "formal", "humour"], "change_tone"),
     **dict.fromkeys(["persona", "point_of_view", "pov", "persona_voice", "poem", "haiku", "limerick", "sonnet", "song",
                      "poetry_song", "fairy_tale", "genre", "genre_story"], "change_style"),
@@ -215,10 +239,10 @@ _LABEL_CATEGORY = {
 
 
 def test_categorize_agrees_with_the_hand_written_rows_labels():
-    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,474 rows
+    """The classifier against an independent labelling: the family each writer gave a hand-written row (1,634 rows
     with a one-category label; humour rows count as tone). 0.749 before session 11's rules, 0.898 after; 0.890 on the
-    1,294 rows with round 5 before session 14's rules, 0.917 on the 1,474 with round 6 after; a rule change that breaks
-    common phrasings shows up here."""
+    1,294 rows with round 5 before session 14's rules, 0.917 on the 1,474 with round 6 after; with round 7 (session 15)
+    (1,634 rows) 0.899 before its rules and 0.919 after; a rule change that breaks common phrasings shows up here."""
     import json
     from pathlib import Path
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the shipped adapter's evaluation (model card + README numbers) on the public dev data:
 #   bash scripts/evaluate_default_adapter.sh [DATA_DIR=../shared/data/public_triples] [ADAPTER=src/prompt_recovery/adapters/smollm2-135m-prompt-recovery]
+#   QUALITY=f10l56e bash scripts/evaluate_default_adapter.sh     # after scripts/ship_adapter.py: the card's quality parts
 # Compares, on the same rows: the adapter, SmolLM2-135M-Instruct zero-shot (no adapter) and the best
 # constant instruction (picked on the training data: `prompt-recovery baseline runs/data/train.clean.jsonl`);
-# then the same adapter on dev with typos injected (rate 0.05) into both texts.
+# then the same adapter on dev with typos injected (rate 0.05) into both texts; for the default adapter, its model
+# card's evaluation (scripts/ship_adapter.py --card: dev, dev with typos, and the held-out and suite reports of
+# runs/eval/QUALITY_PART).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/public_triples}
@@ -19,13 +22,7 @@ $PR predict runs/data/dev.clean.jsonl -o runs/pred/zero-shot-no-adapter.csv --ad
 $PR evaluate runs/pred/dev_adapter.csv --truth runs/data/dev.clean.jsonl -d runs/eval/dev \
     --compare runs/pred/zero-shot-no-adapter.csv --constants "$BEST_CONSTANT"
 $PR evaluate runs/pred/dev_typos_adapter.csv --truth runs/data/dev.typos.jsonl -d runs/eval/dev_typos
-.venv/bin/python - "$ADAPTER" <<'PY'
-import sys
-from prompt_recovery.training.card import add_evaluation
-add_evaluation(sys.argv[1], {"shipped adapter, dev": "runs/eval/dev/report.json",
-                             "shipped adapter, dev with typos (rate 0.05)": "runs/eval/dev_typos/report.json"},
-               note="Public dev split (730 rows, ../shared/data/public_triples/dev.csv cleaned with `data clean --eval`). "
-                    "SCS with all-MiniLM-L6-v2 (offline); values are [mean, 95% bootstrap CI low, high]. "
-                    "Reproduce: `bash scripts/evaluate_default_adapter.sh`.")
-print(open(sys.argv[1] + "/README.md").read())
-PY
+# the card: these dev figures and the quality parts scored as $QUALITY (runs/eval/QUALITY_PART, default shipped)
+if [ "$ADAPTER" = src/prompt_recovery/adapters/smollm2-135m-prompt-recovery ]; then
+  .venv/bin/python scripts/ship_adapter.py --card "${QUALITY:-shipped}"
+fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `recover`'s reranking measured on one scored model's plain answers (runs/pred/NAME_PART.csv, from quality_eval.sh):
-#   PARTS="heldout suite suiteb suitec" bash scripts/quality_judge.sh NAME [BASELINE=shipped]
+#   PARTS="heldout suite suiteb suitec suited" bash scripts/quality_judge.sh NAME [BASELINE=shipped]
 # 1. the judge's scores of NAME's answer and the 17 family prototypes per row (scripts/probe_rewrite_likelihood.py,
 #    96 rewrite tokens, two processes) -> runs/probe/NAME_lik96_SET.jsonl; the prototypes' scores do not depend on the
 #    recovery model, so they are reused from runs/probe/lik96_SET.jsonl when an earlier run left it (and left for the
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?a scored model (runs/pred/NAME_PART.csv)}
 BASELINE=${2:-shipped}
-PARTS=${PARTS:-heldout suite suiteb suitec}
+PARTS=${PARTS:-heldout suite suiteb suitec suited}
 PY=".venv/bin/python"
 SETTING=w1_a0_m0.05
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }

@@ -5,17 +5,18 @@
 #   nohup setsid bash scripts/quality_run.sh CONFIG NAME > runs/NAME.log 2>&1 &      # in the background
 # 1. `train --config CONFIG` (resumes from its checkpoints; skipped when the run has finished);
 # 2. a full fine-tune becomes its rank-56 LoRA copy with the embedding (`extract-lora`, as the shipped adapter was);
-# 3. `quality_eval.sh` on PARTS (default: heldout suite suiteb suitec) -> runs/pred/NAME_PART.csv, runs/eval/NAME_PART;
+# 3. `quality_eval.sh` on PARTS (default: heldout suite suiteb suitec suited; scripts/quality_parts.sh) ->
+#    runs/pred/NAME_PART.csv, runs/eval/NAME_PART;
 # 4. paired differences against BASELINE's predictions (default shipped: runs/pred/shipped_PART.csv, made by
-#    `PARTS="heldout suite suiteb suitec" bash scripts/quality_eval.sh default shipped`) under both scorers;
+#    `PARTS="heldout suite suiteb suitec suited" bash scripts/quality_eval.sh default shipped`) under both scorers;
 # 5. `recover`'s reranking measured on NAME's answers (scripts/quality_judge.sh: the judge's scores, the default
 #    setting's figures, paired against BASELINE's reranked answers).
-# Suites B and C are for confirming a choice, never for making one (docs/quality.md, sessions 11 and 13).
+# Suites B, C and D are for confirming a choice, never for making one (docs/quality.md, sessions 11, 13 and 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:?a training config (configs/experiments/...)}
 NAME=${2:?a name for the scored model (runs/pred/NAME_PART.csv)}
-PARTS=${PARTS:-heldout suite suiteb suitec}
+PARTS=${PARTS:-heldout suite suiteb suitec suited}
 BASELINE=${BASELINE:-shipped}
 PR=".venv/bin/prompt-recovery"
 PY=".venv/bin/python"

@@ -42,7 +42,11 @@ $PR data import --input data/handwritten/round6_*.jsonl --output runs/data/handw
 # round 7 (session 15: the same original expanded, from another narrator, as a bulleted list and for a child; or
 # summarised, formal, from another narrator and expanded)
 $PR data import --input data/handwritten/round7_*.jsonl --output runs/data/handwritten_r7.jsonl
-for part in synthetic.clean handwritten handwritten_r3 handwritten_r4 handwritten_r5 handwritten_r6 handwritten_r7; do
+# round 8 (session 15: the same original expanded and in one mood, both in its own form, against a form change: a
+# poem or a dialogue; casual or summarised)
+$PR data import --input data/handwritten/round8_*.jsonl --output runs/data/handwritten_r8.jsonl
+for part in synthetic.clean handwritten handwritten_r3 handwritten_r4 handwritten_r5 handwritten_r6 handwritten_r7 \
+            handwritten_r8; do
   $PR data exclude --input runs/data/$part.jsonl --clusters runs/data/isplit/clusters.json --exclude-splits heldout \
       --output runs/data/$part.kept.jsonl
 done
@@ -67,12 +71,15 @@ r6 = part("runs/data/handwritten_r6.kept.jsonl", "handwritten_r6")
 r6x2 = r6.assign(id=r6["id"] + "~2")
 r7 = part("runs/data/handwritten_r7.kept.jsonl", "handwritten_r7")
 r7x2 = r7.assign(id=r7["id"] + "~2")
+r8 = part("runs/data/handwritten_r8.kept.jsonl", "handwritten_r8")
+r8x2 = r8.assign(id=r8["id"] + "~2")
 mixes = {"mix_pub1k_hw": [pub, hw], "mix_pub1k_hw_syn600": [pub, hw, syn], "mix_pub1k_hw2_syn600": [pub, hw, hw2, syn],
          "mix_pub1k_hw2r3_syn600": [pub, hw, hw2, r3, r3x2, syn],
          "mix_pub1k_hw2r34_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, syn],
          "mix_pub1k_hw2r345_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, r5, r5x2, syn],
          "mix_pub1k_hw2r3456_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, r5, r5x2, r6, r6x2, syn],
-         "mix_pub1k_hw2r34567_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, r5, r5x2, r6, r6x2, r7, r7x2, syn]}
+         "mix_pub1k_hw2r34567_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, r5, r5x2, r6, r6x2, r7, r7x2, syn],
+         "mix_pub1k_hw2r3-8_syn600": [pub, hw, hw2, r3, r3x2, r4, r4x2, r5, r5x2, r6, r6x2, r7, r7x2, r8, r8x2, syn]}
 # F5: round 3 twice plus a replay sample of F2's rows (800 rows), to train the shipped adapter on
 f2 = pd.concat(mixes["mix_pub1k_hw2_syn600"])
 mixes["mix_r3x2_f2replay"] = [r3, r3x2, f2.sample(800 - 2 * len(r3), random_state=0)]

@@ -10,7 +10,8 @@
 # 4. paired differences against BASELINE's predictions (default shipped: runs/pred/shipped_PART.csv, made by
 #    `PARTS="heldout suite suiteb suitec suited" bash scripts/quality_eval.sh default shipped`) under both scorers;
 # 5. `recover`'s reranking measured on NAME's answers (scripts/quality_judge.sh: the judge's scores, the default
-#    setting's figures, paired against BASELINE's reranked answers).
+#    setting's figures, paired against BASELINE's reranked answers);
+# 6. the table of all of it for docs/quality.md (scripts/quality_table.py).
 # Suites B, C and D are for confirming a choice, never for making one (docs/quality.md, sessions 11, 13 and 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,3 +46,5 @@ PARTS="$PARTS" bash scripts/quality_paired.sh "$NAME" "$BASELINE" || true
 
 # the judge on NAME's answers and recover's reranking of them, against BASELINE's reranked answers
 PARTS="$PARTS" bash scripts/quality_judge.sh "$NAME" "$BASELINE"
+stamp "the decision table (scripts/quality_table.py)"
+$PY scripts/quality_table.py "$NAME" "$BASELINE" --parts $PARTS

@@ -1,5 +1,5 @@
 """Fixtures shared by several test files: the MiniLM embedder, a tiny recovery model with its HTTP test
-client, and the tiny training recipe. Heavy libraries are imported inside the fixtures, so collecting
+client, the tiny training recipe, and `script` (a scripts/*.py file loaded as a module). Heavy libraries are imported inside the fixtures, so collecting
 the tests stays quick.
 
     .venv/bin/python -m pytest -q tests/test_serve.py     # uses `recoverer` and `client` from here
@@ -13,6 +13,20 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY_TRIPLES = str(FIXTURES / "toy_triples.csv")
+
+
+@pytest.fixture(scope="session")
+def script():
+    """`script("ship_adapter")`: scripts/ship_adapter.py loaded as a module (scripts are not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

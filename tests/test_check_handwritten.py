@@ -1,18 +1,10 @@
 """scripts/check_handwritten.py: what it flags in a new file of hand-written rows before training on it."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "src/prompt_recovery/examples/family_suite.jsonl"
-
-
-def _checker():
-    spec = importlib.util.spec_from_file_location("check_handwritten", ROOT / "scripts/check_handwritten.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _row(i, prompt, original="The bus to Lydford leaves at nine from the stop by the bakery.",
@@ -21,7 +13,7 @@ def _row(i, prompt, original="The bus to Lydford leaves at nine from the stop by
             "rewritten_text": rewritten}
 
 
-def test_flags_suite_instructions_suite_text_missing_fields_and_duplicate_ids(tmp_path, capsys):
+def test_flags_suite_instructions_suite_text_missing_fields_and_duplicate_ids(tmp_path, capsys, script):
     suite = [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines()]
     rows = [
         _row(1, "Could you jot this down as a breezy note for my flatmate about the bus times?"),   # clean
@@ -33,7 +25,7 @@ def test_flags_suite_instructions_suite_text_missing_fields_and_duplicate_ids(tm
     path = tmp_path / "round_x.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
-    status = _checker().main([str(path)])
+    status = script("check_handwritten").main([str(path)])
 
     out = capsys.readouterr().out
     flagged = {line.split(" ")[1] for line in out.splitlines() if line.startswith(str(path))}
@@ -46,11 +38,11 @@ def test_flags_suite_instructions_suite_text_missing_fields_and_duplicate_ids(tm
     assert "5 rows, 4 flagged" in out
 
 
-def test_clean_file_passes_and_reports_families(tmp_path, capsys):
+def test_clean_file_passes_and_reports_families(tmp_path, capsys, script):
     path = tmp_path / "round_y.jsonl"
     path.write_text(json.dumps(_row(1, "Could you jot this down as a breezy note for my flatmate about the bus times?"))
                     + "\n", encoding="utf-8")
-    assert _checker().main([str(path)]) == 0
+    assert script("check_handwritten").main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "1 rows, 0 flagged" in out
     assert "casual" in out and "length x0.79" in out   # (10 + 1) / (13 + 1) words

@@ -1,7 +1,6 @@
 """scripts/ship_adapter.py: an extracted adapter becomes the default's files, and the card's evaluation table is built
 from every report there is (dev and the quality parts), so that re-scoring dev no longer drops the held-out rows."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,13 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "src/prompt_recovery/adapters/smollm2-135m-prompt-recovery"
 
 
-def _ship():
-    spec = importlib.util.spec_from_file_location("ship_adapter", ROOT / "scripts/ship_adapter.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _report(path: Path, n: int, scs: float, family: float | None = None) -> None:
     rep = {"metrics": {"n": n, "scs": scs, "bleu": 3.0}, "ci": {"scs": [scs - 0.01, scs + 0.01]}}
     if family is not None:
@@ -27,8 +19,8 @@ def _report(path: Path, n: int, scs: float, family: float | None = None) -> None
     (path / "report.json").write_text(json.dumps(rep))
 
 
-def test_copy_adapter_replaces_the_files_and_names_the_run(tmp_path):
-    ship = _ship()
+def test_copy_adapter_replaces_the_files_and_names_the_run(tmp_path, script):
+    ship = script("ship_adapter")
     src, dest = tmp_path / "f10-l56e", tmp_path / "default"
     src.mkdir(), dest.mkdir()
     for f in ship.ADAPTER_FILES:
@@ -44,8 +36,8 @@ def test_copy_adapter_replaces_the_files_and_names_the_run(tmp_path):
     assert not list(dest.glob(".*.tmp"))
 
 
-def test_copy_adapter_refuses_a_directory_that_is_not_an_extracted_adapter(tmp_path):
-    ship = _ship()
+def test_copy_adapter_refuses_a_directory_that_is_not_an_extracted_adapter(tmp_path, script):
+    ship = script("ship_adapter")
     (tmp_path / "src").mkdir(), (tmp_path / "dest").mkdir()
     (tmp_path / "src" / "adapter_config.json").write_text("{}")
     with pytest.raises(SystemExit, match="lacks adapter_model.safetensors"):
@@ -53,8 +45,8 @@ def test_copy_adapter_refuses_a_directory_that_is_not_an_extracted_adapter(tmp_p
     assert not list((tmp_path / "dest").iterdir())
 
 
-def test_card_has_dev_and_every_scored_part_and_names_what_is_missing(tmp_path, capsys):
-    ship = _ship()
+def test_card_has_dev_and_every_scored_part_and_names_what_is_missing(tmp_path, capsys, script):
+    ship = script("ship_adapter")
     card = tmp_path / "card"
     shutil.copytree(SHIPPED, card, ignore=shutil.ignore_patterns("*.safetensors"))
     ev = tmp_path / "eval"
@@ -75,6 +67,6 @@ def test_card_has_dev_and_every_scored_part_and_names_what_is_missing(tmp_path, 
     assert "| shipped adapter, suite D |" in (card / "README.md").read_text()
 
 
-def test_card_needs_the_dev_report(tmp_path):
+def test_card_needs_the_dev_report(tmp_path, script):
     with pytest.raises(SystemExit, match="evaluate_default_adapter.sh"):
-        _ship().write_card("f10", dest=tmp_path, eval_dir=tmp_path / "eval")
+        script("ship_adapter").write_card("f10", dest=tmp_path, eval_dir=tmp_path / "eval")

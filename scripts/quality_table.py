@@ -21,9 +21,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("heldout", "suite", "suiteb", "suitec", "suited")
-SUITES = {"suite": "suite", "suiteb": "data/eval/family_suite_b.jsonl", "suitec": "data/eval/family_suite_c.jsonl",
-          "suited": "data/eval/family_suite_d.jsonl"}
+PARTS = ("heldout", "suite", "suiteb", "suitec", "suited")  # the parts of scripts/quality_parts.sh that are scored
 EMBEDDERS = ("minilm", "smollm2-tokens")
 SETTING = "w1_a0_m0.05"  # recover's reranking (quality_judge.sh)
 
@@ -59,7 +57,7 @@ def rows(name: str, base: str, parts, runs: Path) -> list[str]:
             reps = {e: _report(runs / "eval" / f"{name}{tag}_vs_{base}{tag}_{part}_{e}/report.json") for e in EMBEDDERS}
             first = reps["minilm"]
             n = first["n"] if first else "-"
-            metrics = ["scs"] + (["family_accuracy"] if part in SUITES else [])
+            metrics = ["scs"] + (["family_accuracy"] if first and first.get("family_accuracy") else [])
             for m in metrics:
                 b, v = _pair(first, m)
                 second = _diff(reps["smollm2-tokens"], m) if m == "scs" else ""
@@ -78,14 +76,19 @@ def _correct(pred_csv: Path, truth: pd.DataFrame) -> np.ndarray | None:
 
 
 def pooled(name: str, base: str, parts, runs: Path, resamples: int = 1000, seed: int = 0) -> list[str]:
-    """Family accuracy over the suites scored, NAME minus BASE, with a paired bootstrap CI over the pooled rows."""
+    """Family accuracy over the suites scored, NAME minus BASE, with a paired bootstrap CI over the pooled rows (a
+    suite: a part whose report runs/eval/NAME_PART has a family accuracy; its truth file is the report's)."""
     from prompt_recovery.scoring import suite
 
+    truths = {}
+    for part in parts:
+        rep = _report(runs / "eval" / f"{name}_{part}/report.json")
+        if rep and rep.get("family_accuracy"):
+            truths[part] = pd.read_json(suite.resolve(rep["truth"]), lines=True, dtype={"id": str})
     out = []
     for kind in ("plain", "reranked"):
         a, b = [], []
-        for part in (p for p in parts if p in SUITES):
-            truth = pd.read_json(suite.resolve(SUITES[part]), lines=True, dtype={"id": str})
+        for part, truth in truths.items():
             where = (lambda m: runs / "pred" / f"{m}_{part}.csv") if kind == "plain" else \
                 (lambda m: runs / "probe" / f"{m}_sweep" / part / f"{SETTING}.csv")
             x, y = _correct(where(name), truth), _correct(where(base), truth)

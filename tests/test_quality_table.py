@@ -23,6 +23,8 @@ def test_pooled_family_accuracy_is_paired_over_the_suite_rows(tmp_path, script):
     _pred(tmp_path / "pred/old_suite.csv", ids, half)
     _pred(tmp_path / "probe/new_sweep/suite/w1_a0_m0.05.csv", ids, truth)
     _pred(tmp_path / "probe/old_sweep/suite/w1_a0_m0.05.csv", ids, truth)
+    (tmp_path / "eval/new_suite").mkdir(parents=True)  # quality_eval.sh's report: names the truth file
+    (tmp_path / "eval/new_suite/report.json").write_text(json.dumps({"truth": "suite", "family_accuracy": {"accuracy": 1}}))
     out = script("quality_table").pooled("new", "old", ["heldout", "suite"], tmp_path)
     n, right = len(rows), (len(rows) + 1) // 2
     plain = [c.strip() for c in out[0].split("|")[1:-1]]

@@ -11,7 +11,7 @@ renamed), and names the run in extracted.json's "from". The card's evaluation is
 
 With --card NAME: the card's evaluation (`training.card.add_evaluation`) from every report there is, in one table:
 dev and dev with typos (runs/eval/dev, runs/eval/dev_typos: `evaluate_default_adapter.sh`) and the quality parts
-scored as NAME (runs/eval/NAME_PART, `scripts/quality_eval.sh` / `quality_run.sh`): held-out and suites A-D. A part
+scored as NAME (runs/eval/NAME_PART, `scripts/quality_eval.sh` / `quality_run.sh`): held-out and suites A-E. A part
 without a report is left out and named on stderr; dev must be there.
 """
 
@@ -40,6 +40,8 @@ PARTS = {
                "session 13 by writers who saw neither earlier suite nor the training rows, for confirming only."),
     "suited": ("shipped adapter, suite D", "Suite D: the {n} triples of data/eval/family_suite_d.jsonl, written in "
                "session 15 by writers who saw no suite and no training row, for confirming only."),
+    "suitee": ("shipped adapter, suite E", "Suite E: the {n} triples of data/eval/family_suite_e.jsonl, written in "
+               "session 16 by writers who saw no suite and no training row, for confirming only."),
 }
 
 

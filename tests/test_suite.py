@@ -31,10 +31,12 @@ def test_every_true_instruction_is_in_its_familys_category():
 
 
 @pytest.mark.parametrize("name,earlier", [("family_suite_b", ()), ("family_suite_c", ("family_suite_b",)),
-                                          ("family_suite_d", ("family_suite_b", "family_suite_c"))])
+                                          ("family_suite_d", ("family_suite_b", "family_suite_c")),
+                                          ("family_suite_e", ("family_suite_b", "family_suite_c", "family_suite_d"))])
 def test_later_suites_are_fresh_and_each_instruction_is_in_its_familys_category(name, earlier):
     """data/eval/family_suite_b.jsonl (session 11), family_suite_c.jsonl (session 13), family_suite_d.jsonl (session
-    15): 6 rows per family, no original or instruction of the first suite or of an earlier one."""
+    15), family_suite_e.jsonl (session 16): 6 rows per family, no original or instruction of the first suite or of an
+    earlier one."""
     from pathlib import Path
 
     def read(stem):

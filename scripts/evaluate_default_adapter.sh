@@ -18,7 +18,8 @@ mkdir -p runs/data runs/pred runs/eval
 [ -f runs/data/dev.typos.jsonl ] || $PR data noise --input runs/data/dev.clean.jsonl --typo-rate 0.05 --seed 0 --output runs/data/dev.typos.jsonl
 $PR predict runs/data/dev.clean.jsonl -o runs/pred/dev_adapter.csv --adapter "$ADAPTER"
 $PR predict runs/data/dev.typos.jsonl -o runs/pred/dev_typos_adapter.csv --adapter "$ADAPTER"
-$PR predict runs/data/dev.clean.jsonl -o runs/pred/zero-shot-no-adapter.csv --adapter none
+# the base model's zero-shot answers do not depend on the adapter: made once (delete the file to redo them)
+[ -f runs/pred/zero-shot-no-adapter.csv ] || $PR predict runs/data/dev.clean.jsonl -o runs/pred/zero-shot-no-adapter.csv --adapter none
 $PR evaluate runs/pred/dev_adapter.csv --truth runs/data/dev.clean.jsonl -d runs/eval/dev \
     --compare runs/pred/zero-shot-no-adapter.csv --constants "$BEST_CONSTANT"
 $PR evaluate runs/pred/dev_typos_adapter.csv --truth runs/data/dev.typos.jsonl -d runs/eval/dev_typos

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("heldout", "suite", "suiteb", "suitec", "suited", "suitee")  # the parts of scripts/quality_parts.sh that are scored
+# the parts of scripts/quality_parts.sh that are scored
+PARTS = ("heldout", "suite", "suiteb", "suitec", "suited", "suitee")
 EMBEDDERS = ("minilm", "smollm2-tokens")
 SETTING = "w1_a0_m0.05"  # recover's reranking (quality_judge.sh)
 

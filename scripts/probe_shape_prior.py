@@ -117,7 +117,8 @@ def main(argv=None) -> None:
             for r in rows:
                 t = truth.loc[r["id"]]
                 s = [x + length.logp(t.original_text, t.rewritten_text, c)
-                     + w * shape.logp(t.original_text, t.rewritten_text, c) for x, c in zip(r["scores"], r["candidates"])]
+                     + w * shape.logp(t.original_text, t.rewritten_text, c)
+                     for x, c in zip(r["scores"], r["candidates"])]
                 preds.append(r["candidates"][pick(s, r["target_tokens"], a.margin)])
                 ok += categorize(preds[-1]) == categorize(t.rewrite_prompt)
             out.append(f"w={w:g} {ok / len(rows):.3f}")

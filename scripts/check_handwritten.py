@@ -6,8 +6,8 @@
 Per file: every row has the keys `id, family, original_text, rewrite_prompt, rewritten_text` (non-empty
 strings), ids are unique across the files given and the existing data/handwritten/*.jsonl, and the row does not
 leak evaluation data:
-  * its instruction is not close to an instruction of any family suite (examples/family_suite.jsonl,
-    data/eval/family_suite_b.jsonl, family_suite_c.jsonl, family_suite_d.jsonl, family_suite_e.jsonl): difflib ratio above ``--max-ratio`` (0.65, as rounds 3 and 4 were checked)
+  * its instruction is not close to an instruction of any family suite (examples/family_suite.jsonl and every
+    data/eval/family_suite_*.jsonl): difflib ratio above ``--max-ratio`` (0.65, as rounds 3 and 4 were checked)
     after lower-casing; nor a near copy (ratio above ``--max-dup-ratio``, 0.9) of a training row's instruction
     (earlier hand-written rows, earlier rows of the files given);
   * its original and rewrite share no run of ``--ngram`` (8) words with a suite text.
@@ -31,9 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("id", "family", "original_text", "rewrite_prompt", "rewritten_text")
-SUITES = (ROOT / "src/prompt_recovery/examples/family_suite.jsonl", ROOT / "data/eval/family_suite_b.jsonl",
-          ROOT / "data/eval/family_suite_c.jsonl", ROOT / "data/eval/family_suite_d.jsonl",
-          ROOT / "data/eval/family_suite_e.jsonl")
+# the first suite and every later one in data/eval (a file being checked is left out of them)
+SUITES = (ROOT / "src/prompt_recovery/examples/family_suite.jsonl", *sorted(ROOT.glob("data/eval/family_suite_*.jsonl")))
 
 
 def read(path: Path) -> list[dict]:

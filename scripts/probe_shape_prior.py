@@ -59,7 +59,7 @@ def features(original: str, rewritten: str) -> dict[str, str]:
         "letter": str(bool(_LETTER.search(r)) and not _LETTER.search(o)),
         "person": "same" if _person(o) == _person(r) else f"{_person(o)}>{_person(r)}",
         "title": str(nlr == 1 and sum(words) <= 15),
-        "verse": str(nlr >= 4 and sum(words) / nlr <= 8 and not added(_BULLET) == "True"),
+        "verse": str(nlr >= 4 and sum(words) / nlr <= 8 and added(_BULLET) == "False"),
     }
 
 

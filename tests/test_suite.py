@@ -1,6 +1,7 @@
 """The instruction-family suite: its contents, the bundled examples taken from it, family accuracy."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -30,14 +31,19 @@ def test_every_true_instruction_is_in_its_familys_category():
     assert not _outside_their_familys_category(load_suite())
 
 
-@pytest.mark.parametrize("name,earlier", [("family_suite_b", ()), ("family_suite_c", ("family_suite_b",)),
-                                          ("family_suite_d", ("family_suite_b", "family_suite_c")),
-                                          ("family_suite_e", ("family_suite_b", "family_suite_c", "family_suite_d"))])
-def test_later_suites_are_fresh_and_each_instruction_is_in_its_familys_category(name, earlier):
+_LATER_SUITES = sorted(p.stem for p in (Path(__file__).parents[1] / "data" / "eval").glob("family_suite_*.jsonl"))
+
+
+def test_the_later_suites_are_all_there():
+    assert _LATER_SUITES[:4] == ["family_suite_b", "family_suite_c", "family_suite_d", "family_suite_e"]
+
+
+@pytest.mark.parametrize("name", _LATER_SUITES)
+def test_later_suites_are_fresh_and_each_instruction_is_in_its_familys_category(name):
     """data/eval/family_suite_b.jsonl (session 11), family_suite_c.jsonl (session 13), family_suite_d.jsonl (session
-    15), family_suite_e.jsonl (session 16): 6 rows per family, no original or instruction of the first suite or of an
-    earlier one."""
-    from pathlib import Path
+    15), family_suite_e.jsonl (session 16) and any later one: 6 rows per family, no original or instruction of the
+    first suite or of an earlier one (the suites sort in the order they were written)."""
+    earlier = _LATER_SUITES[:_LATER_SUITES.index(name)]
 
     def read(stem):
         path = Path(__file__).parents[1] / "data" / "eval" / f"{stem}.jsonl"

@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("id", "family", "original_text", "rewrite_prompt", "rewritten_text")
 # the first suite and every later one in data/eval (a file being checked is left out of them)
-SUITES = (ROOT / "src/prompt_recovery/examples/family_suite.jsonl", *sorted(ROOT.glob("data/eval/family_suite_*.jsonl")))
+SUITES = (ROOT / "src/prompt_recovery/examples/family_suite.jsonl",
+          *sorted(ROOT.glob("data/eval/family_suite_*.jsonl")))
 
 
 def read(path: Path) -> list[dict]:

@@ -4,10 +4,13 @@
         --set heldout runs/probe/lik_h200.jsonl runs/data/isplit/heldout_unseen.jsonl \
         --prior src/prompt_recovery/search/length_prior.json --prior-weights 0 1 2 --margins 0.08 0.1 0.12 0.15 \
         [--rec suite runs/probe/rec_suite.jsonl --rec heldout runs/probe/rec_h200.jsonl --rec-weights 0 0.5 1] \
+        [--clf suite runs/probe/clf/suite.jsonl --clf-weights 0 1 2] \
         [--out-dir runs/probe/sweep]    # also each setting's predictions: sweep/<set>/w1_a0_m0.12.csv, for `evaluate`
 
 A setting (prior weight w, recovery-model weight a, margin m) scores candidate i of a row as
     L_i + w * log p(length ratio | category of c_i) + a * log p_rec(c_i | pair)
+(+ k * log p_clf(category of c_i | pair) with --clf: a family classifier's category probabilities from
+`probe_family_classifier.py --dump`, floored at 0.01)
 (L: the rewriter's log p(rewrite | c_i, original) from `probe_rewrite_likelihood.py`; the length prior of
 `search.length_prior`; p_rec: the recovery model's own probability of c_i from `probe_recovery_likelihood.py`) and
 keeps candidate 0 unless another beats it by more than m nats per scored rewrite token (`search.likelihood.pick`).
@@ -28,6 +31,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", nargs=3, action="append", metavar=("NAME", "SCORES", "TRUTH"), required=True)
     p.add_argument("--rec", nargs=2, action="append", metavar=("NAME", "REC_SCORES"), default=[])
+    p.add_argument("--clf", nargs=2, action="append", metavar=("NAME", "CLF_PROBS"), default=[])
+    p.add_argument("--clf-weights", type=float, nargs="+", default=[0.0])
     p.add_argument("--prior")
     p.add_argument("--prior-weights", type=float, nargs="+", default=[0.0])
     p.add_argument("--rec-weights", type=float, nargs="+", default=[0.0])
@@ -48,6 +53,7 @@ def main(argv=None) -> None:
 
     prior = LengthPrior.load(a.prior) if a.prior else None
     recs = {name: {r["id"]: r for r in map(json.loads, open(path))} for name, path in a.rec}
+    clfs = {name: {r["id"]: r["probs"] for r in map(json.loads, open(path))} for name, path in a.clf}
     embedders = {name: load_embedder(name) for name in ("minilm", "smollm2-tokens")}
     results = []
     for name, scores_path, truth_path in a.set:
@@ -77,7 +83,13 @@ def main(argv=None) -> None:
             lp = {r["id"]: [prior.logp(truth.loc[r["id"], "original_text"], truth.loc[r["id"], "rewritten_text"], c)
                             for c in r["candidates"]] for r in rows}
         weights = a.rec_weights if rec is not None else [0.0]
-        for w, ar, m in itertools.product(a.prior_weights if prior else [0.0], weights, a.margins):
+        clf = clfs.get(name)
+        lc = {}
+        if clf is not None:
+            lc = {r["id"]: [float(np.log(max(clf[r["id"]].get(categorize(c), 0.0), 0.01))) for c in r["candidates"]]
+                  for r in rows}
+        for w, ar, k, m in itertools.product(a.prior_weights if prior else [0.0], weights,
+                                             a.clf_weights if clf is not None else [0.0], a.margins):
             preds = []
             for r in rows:
                 s = np.asarray(r["scores"], dtype=float)
@@ -85,21 +97,23 @@ def main(argv=None) -> None:
                     s = s + w * np.asarray(lp[r["id"]])
                 if ar:
                     s = s + ar * np.asarray(rec[r["id"]]["rec_scores"])
+                if k:
+                    s = s + k * np.asarray(lc[r["id"]])
                 preds.append(r["candidates"][pick(list(s), r["target_tokens"], m)])
             changed = sum(x != b for x, b in zip(preds, base))
             if a.out_dir:
                 os.makedirs(os.path.join(a.out_dir, name), exist_ok=True)
                 pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": preds}).to_csv(
-                    os.path.join(a.out_dir, name, f"w{w:g}_a{ar:g}_m{m:g}.csv"), index=False)
+                    os.path.join(a.out_dir, name, f"w{w:g}_a{ar:g}_m{m:g}.csv" if not k else f"w{w:g}_a{ar:g}_k{k:g}_m{m:g}.csv"), index=False)
             cat = np.mean([categorize(x) == c for x, c in zip(preds, true_cat)])
             diffs = {e: paired_difference(per_row(preds, e), base_scs[e]) for e in embedders}
-            res = {"set": name, "prior_weight": w, "rec_weight": ar, "margin": m, "changed": changed,
+            res = {"set": name, "prior_weight": w, "rec_weight": ar, "clf_weight": k, "margin": m, "changed": changed,
                    "category_accuracy": float(cat),
                    **{f"scs_{e}": float(per_row(preds, e).mean()) for e in embedders},
                    **{f"diff_{e}": d for e, d in diffs.items()}}
             results.append(res)
             fmt = lambda d: f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"  # noqa: E731
-            print(f"w={w:g} a={ar:g} m={m:g}: changed {changed:3d}  cat {cat:.3f}  MiniLM {fmt(diffs['minilm'])}"
+            print(f"w={w:g} a={ar:g} k={k:g} m={m:g}: changed {changed:3d}  cat {cat:.3f}  MiniLM {fmt(diffs['minilm'])}"
                   f"  tokens {fmt(diffs['smollm2-tokens'])}")
     if a.json:
         with open(a.json, "w") as f:

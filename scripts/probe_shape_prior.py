@@ -19,48 +19,9 @@ import argparse
 import collections
 import json
 import math
-import re
 import sys
 
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
-_SPEAKER = re.compile(r"^\s*[A-Z][\w .'\-]{0,24}:\s")
-_SOCIAL = re.compile(r"(?:^|\s)[#@]\w|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
-_LETTER = re.compile(r"^\s*(?:dear|hi|hello|hey|subject:|to:)\b|\b(?:sincerely|best regards|kind regards|regards|"
-                     r"yours truly|cheers),?\s*$", re.I | re.M)
-_FIRST = re.compile(r"\b(?:i|me|my|mine|we|us|our|i'm|i've|i'd|we're)\b", re.I)
-_THIRD = re.compile(r"\b(?:he|she|they|him|her|them|his|their)\b", re.I)
-_SECOND = re.compile(r"\b(?:you|your|yours|you're)\b", re.I)
-_PREAMBLE = re.compile(r"^\s*(?:sure|certainly|here is|here's|okay|of course)\b[^\n]*\n", re.I)
-
-
-def _lines(t: str) -> list[str]:
-    return [x for x in t.splitlines() if x.strip()]
-
-
-def _person(t: str) -> str:
-    n = {"1": len(_FIRST.findall(t)), "2": len(_SECOND.findall(t)), "3": len(_THIRD.findall(t))}
-    best = max(n, key=n.get)
-    return best if n[best] >= 2 else "0"
-
-
-def features(original: str, rewritten: str) -> dict[str, str]:
-    """Discrete features of a pair: what changed in the text's shape (the rewrite's preamble line dropped)."""
-    o, r = str(original), _PREAMBLE.sub("", str(rewritten), count=1)
-    lo, lr = _lines(o), _lines(r)
-    added = lambda rx, k=2: str(sum(bool(rx.search(x)) for x in lr) >= k and  # noqa: E731
-                                sum(bool(rx.search(x)) for x in lo) < k)
-    nlo, nlr = len(lo), len(lr)
-    words = [len(x.split()) for x in lr] or [0]
-    return {
-        "lines": "same" if abs(nlr - nlo) <= max(1, nlo // 3) else ("more" if nlr > nlo else "fewer"),
-        "list": added(_BULLET),
-        "dialogue": added(_SPEAKER),
-        "social": str(bool(_SOCIAL.search(r)) and not _SOCIAL.search(o)),
-        "letter": str(bool(_LETTER.search(r)) and not _LETTER.search(o)),
-        "person": "same" if _person(o) == _person(r) else f"{_person(o)}>{_person(r)}",
-        "title": str(nlr == 1 and sum(words) <= 15),
-        "verse": str(nlr >= 4 and sum(words) / nlr <= 8 and added(_BULLET) == "False"),
-    }
+from prompt_recovery.search.family_prior import shape_features as features
 
 
 class ShapePrior:

@@ -12,7 +12,8 @@ summary or a headline). Every candidate of a pair scores the same tokens, so the
 is the one that best *explains the rewrite*, which is what a recovery model trained to name genres does not learn.
 With a length prior (`search.length_prior`; on by default in `SearchOptions`, ``--no-length-prior``) each score adds
 ``prior_weight`` x log p(length ratio | the candidate's category), the evidence of the whole rewrite's length that the
-first tokens do not carry.
+first tokens do not carry. With a family prior (`search.family_prior`, ``--family-prior``) each score adds
+``family_prior_weight`` x log p(the candidate's category | the pair), a classifier's reading of the pair as a whole.
 
 Candidate 0 (the recovery model's greedy answer) is kept unless another beats it by more than ``margin`` nats per
 scored token. With ``--prototypes`` the candidates include `candidates.PROTOTYPES` (one generic instruction per
@@ -39,8 +40,8 @@ def pick(scores: Sequence[float], n: int, margin: float) -> int:
 
 def with_prior(scores: Sequence[float], original: str, rewritten: str, candidates: Sequence[str], prior,
                weight: float = 1.0) -> list[float]:
-    """`scores` plus `weight` x the length prior's log p(length ratio | candidate's category) (unchanged without
-    a prior)."""
+    """`scores` plus `weight` x a prior's log-probability of each candidate given the pair (``prior.logp(original,
+    rewritten, candidate)``: the length prior's or the family prior's); unchanged without a prior."""
     if prior is None or not weight:
         return list(scores)
     return [s + weight * prior.logp(original, rewritten, c) for s, c in zip(scores, candidates)]
@@ -49,10 +50,15 @@ def with_prior(scores: Sequence[float], original: str, rewritten: str, candidate
 class LikelihoodScorer:
     """Scores candidates with a `data.rewriters.LocalRewriter` (its loaded model, tokenizer and chat rendering)."""
 
+    prior = family_prior = None  # no priors unless given
+    prior_weight = family_prior_weight = 1.0
+
     def __init__(self, rewriter, original_tokens: int = 96, rewrite_tokens: int = REWRITE_TOKENS, margin: float = 0.0,
-                 template: str = REQUEST_TEMPLATE, prior=None, prior_weight: float = 1.0):
+                 template: str = REQUEST_TEMPLATE, prior=None, prior_weight: float = 1.0, family_prior=None,
+                 family_prior_weight: float = 1.0):
         self.rewriter, self.template, self.margin = rewriter, template, margin
         self.prior, self.prior_weight = prior, prior_weight  # a `length_prior.LengthPrior` or None
+        self.family_prior, self.family_prior_weight = family_prior, family_prior_weight  # a `family_prior.FamilyPrior`
         self.original_tokens, self.rewrite_tokens = original_tokens, rewrite_tokens
         self.model, self.tok = rewriter.loaded.model, rewriter.loaded.tokenizer
 
@@ -102,6 +108,7 @@ class LikelihoodScorer:
                 continue
             s, n = self.scores(o, r, cands)
             s = with_prior(s, o, r, cands, self.prior, self.prior_weight)
+            s = with_prior(s, o, r, cands, self.family_prior, self.family_prior_weight)
             i = pick(s, n, self.margin)
             out.append(Choice(cands[i], i, cands, s))
         return out

@@ -22,7 +22,8 @@ Per row:
        * ``likelihood``: the candidate under which the rewriter model finds the observed rewrite most likely
          (`prompt_recovery.search.likelihood`; teacher-forced, no generation), candidate 0 kept unless another
          wins by ``--likelihood-margin`` nats per token; ``--length-prior`` adds the evidence of the rewrite's
-         change of length (`prompt_recovery.search.length_prior`);
+         change of length (`prompt_recovery.search.length_prior`), ``--family-prior`` a classifier's reading of
+         the pair as a whole (`prompt_recovery.search.family_prior`);
        * ``first``: candidate 0 (the greedy prediction);
   3. suffix: ``--suffix TEXT`` / ``--suffix-file FILE`` (e.g. a `mean-prompt` result) is
      appended to the chosen instruction after a space.
@@ -44,6 +45,7 @@ from prompt_recovery.schema import read_text_file
 from prompt_recovery.scoring.embedders import load_embedder
 from prompt_recovery.scoring.metrics import sharpen
 from prompt_recovery.search.candidates import PROTOTYPES, PromptBank, dedupe, model_candidates
+from prompt_recovery.search.family_prior import FamilyPrior
 from prompt_recovery.search.length_prior import LengthPrior
 from prompt_recovery.search.likelihood import REWRITE_TOKENS, LikelihoodScorer
 from prompt_recovery.search.replay import Replayer
@@ -55,11 +57,13 @@ SELECT_HELP = ("how one of several candidates is chosen: mbr (consensus), replay
 PROTOTYPES_HELP = "add one generic instruction per instruction family to the candidates (for --select likelihood)"
 LENGTH_PRIOR_HELP = ("likelihood: add how likely the rewrite's change of length is under each candidate's kind of "
                      "instruction (search.length_prior: a summary is short, an expansion long)")
+FAMILY_PRIOR_HELP = ("likelihood: add how likely each candidate's kind of instruction is given the pair as a whole "
+                     "(search.family_prior: a classifier of the rewrite's change of form, mood and length)")
 # option names that change predictions (predict's resume fingerprint includes them)
 SEARCH_KEYS = ("candidates", "candidate_method", "bank", "bank_k", "select", "search_embedder", "replay_rewriter",
                "replay_model", "replay_endpoint", "replay_api_model", "replay_max_new_tokens", "replay_margin",
-               "prototypes", "likelihood_margin", "likelihood_tokens", "length_prior", "length_prior_weight", "suffix",
-               "suffix_file")
+               "prototypes", "likelihood_margin", "likelihood_tokens", "length_prior", "length_prior_weight", "family_prior",
+               "family_prior_weight", "suffix", "suffix_file")
 
 
 @dataclass
@@ -89,6 +93,8 @@ class SearchOptions:
                                  "rewrite fits)")
     length_prior: bool = opt(True, LENGTH_PRIOR_HELP)
     length_prior_weight: float = opt(1.0, "likelihood: weight of the length prior's log-probability")
+    family_prior: bool = opt(False, FAMILY_PRIOR_HELP)
+    family_prior_weight: float = opt(2.0, "likelihood: weight of the family prior's log-probability")
     suffix: str | None = opt(None, "text appended to every prediction (e.g. a mean prompt)")
     suffix_file: str | None = opt(None, "read --suffix from this UTF-8 file (e.g. written by `mean-prompt`)")
 
@@ -174,9 +180,15 @@ class SearchRecoverer:
         if self._scorer is None:
             rw = make_rewriter("local", self.o.replay_model, purpose="replay")
             prior = LengthPrior.load() if self.o.length_prior else None
+            family = None
+            if self.o.family_prior:  # the search embedder is reused when it is the prior's
+                family = FamilyPrior.load()
+                if family.embedder_name == self.o.search_embedder:
+                    family.embedder = self.embedder
             self._scorer = LikelihoodScorer(rw, rewrite_tokens=self.o.likelihood_tokens,
                                             margin=self.o.likelihood_margin, prior=prior,
-                                            prior_weight=self.o.length_prior_weight)
+                                            prior_weight=self.o.length_prior_weight, family_prior=family,
+                                            family_prior_weight=self.o.family_prior_weight)
         return self._scorer
 
     def describe(self) -> str:
@@ -191,6 +203,8 @@ class SearchRecoverer:
             parts.append(f"select {self.o.select}")
             if self.o.select == "likelihood" and self.o.length_prior:
                 parts.append("length prior")
+            if self.o.select == "likelihood" and self.o.family_prior:
+                parts.append("family prior")
         if self.suffix:
             parts.append(f"suffix {self.suffix!r}")
         return ", ".join(parts)

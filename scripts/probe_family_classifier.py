@@ -34,7 +34,9 @@ def read_rows(path: str) -> list[dict]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fit", nargs="+", required=True, help="training tables (JSONL) with the three columns")
+    ap.add_argument("--fit", nargs="+", help="training tables (JSONL) with the three columns")
+    ap.add_argument("--prior", help="instead of --fit: a saved family prior (e.g. the shipped "
+                    "src/prompt_recovery/search/family_prior.json)")
     ap.add_argument("--set", nargs=2, action="append", metavar=("NAME", "ROWS"), required=True,
                     help="an evaluation set: a name and its rows (JSONL, or 'suite')")
     ap.add_argument("--pred", nargs=2, action="append", metavar=("NAME", "CSV"), default=[],
@@ -61,9 +63,14 @@ def main(argv=None) -> None:
     cache = Path(args.cache)
     if cache.exists():
         enc._cache.update(pickle.loads(cache.read_bytes()))
-    fit_rows = [r for p in args.fit for r in read_rows(p)]
-    prior = FamilyPrior.fit(fit_rows, enc, c=args.c, source=", ".join(Path(p).name for p in args.fit))
-    print(f"fit: {len(fit_rows)} rows, {len(prior.labels)} labels")
+    if args.prior:
+        prior = FamilyPrior.load(args.prior, embedder=enc)
+    elif args.fit:
+        fit_rows = [r for p in args.fit for r in read_rows(p)]
+        prior = FamilyPrior.fit(fit_rows, enc, c=args.c, source=", ".join(Path(p).name for p in args.fit))
+        print(f"fit: {len(fit_rows)} rows, {len(prior.labels)} labels")
+    else:
+        ap.error("give --fit TABLES or --prior FILE")
     if args.save:
         print("saved", prior.save(args.save))
     preds = dict(args.pred)

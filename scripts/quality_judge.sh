@@ -5,9 +5,12 @@
 #    96 rewrite tokens, two processes) -> runs/probe/NAME_lik96_SET.jsonl; the prototypes' scores do not depend on the
 #    recovery model, so they are reused from runs/probe/lik96_SET.jsonl when an earlier run left it (and left for the
 #    next run when not);
-# 2. `recover`'s setting (length prior weight 1, margin 0.05) on those scores -> runs/probe/NAME_sweep/PART/w1_a0_m0.05.csv
-#    with its figures (scripts/probe_rerank_sweep.py);
-# 3. paired differences of those reranked answers against BASELINE's (runs/probe/BASELINE_sweep), both scorers.
+# 2. the shipped family prior's category probabilities of each pair (scripts/probe_family_classifier.py; they do not
+#    depend on the recovery model) -> runs/probe/clf/PART.jsonl;
+# 3. `recover`'s setting (length prior weight 1, family prior weight 2, margin 0.05) on those scores, and the setting
+#    before the family prior (weight 0) -> runs/probe/NAME_sweep/PART/w1_a0_k2_m0.05.csv and w1_a0_m0.05.csv with
+#    their figures (scripts/probe_rerank_sweep.py);
+# 4. paired differences of recover's reranked answers against BASELINE's (runs/probe/BASELINE_sweep), both scorers.
 # The held-out part is the 376 held-out rows no earlier choice used (session 10: 200 of the 576 chose the margin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,8 @@ NAME=${1:?a scored model (runs/pred/NAME_PART.csv)}
 BASELINE=${2:-shipped}
 PARTS=${PARTS:-heldout suite suiteb suitec suited}
 PY=".venv/bin/python"
-SETTING=w1_a0_m0.05
+FAMILY_WEIGHT=2   # recover's --family-prior-weight (docs/quality.md, session 17)
+SETTING=w1_a0_k${FAMILY_WEIGHT}_m0.05
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 mkdir -p runs/probe
@@ -28,6 +32,7 @@ PY
 source scripts/quality_parts.sh
 check_parts $PARTS
 SETS=()
+CLF=()
 for part in $PARTS; do
   [ -n "${JUDGED[$part]:-}" ] || { echo "no judge set for part $part (known: ${!JUDGED[*]})" >&2; exit 2; }
   scores=runs/probe/${NAME}_lik96_${SHORT[$part]}.jsonl
@@ -42,11 +47,16 @@ for part in $PARTS; do
     cat "$scores.s0" "$scores.s1" > "$scores.tmp" && mv "$scores.tmp" "$scores" && rm -f "$scores.s0" "$scores.s1"
     [ -f "$reuse" ] || cp "$scores" "$reuse"
   fi
-  SETS+=(--set "$part" "$scores" "${JUDGED[$part]}")
+  SETS+=(--set "$part" "$scores" "${JUDGED[$part]}" --clf "$part" "runs/probe/clf/$part.jsonl")
+  CLF+=(--set "$part" "${JUDGED[$part]}")
 done
-stamp "recover's reranking on $NAME's answers (judge 96 tokens, length prior 1, margin 0.05)"
+stamp "the family prior's category probabilities"
+$PY scripts/probe_family_classifier.py --prior src/prompt_recovery/search/family_prior.json "${CLF[@]}" \
+    --dump runs/probe/clf --thresholds 0.6 2>&1 | grep -v Loading | grep -v misses
+stamp "recover's reranking on $NAME's answers (judge 96 tokens, length prior 1, family prior 0 and $FAMILY_WEIGHT, margin 0.05)"
 $PY scripts/probe_rerank_sweep.py "${SETS[@]}" --prior src/prompt_recovery/search/length_prior.json \
-    --prior-weights 1 --margins 0.05 --out-dir "runs/probe/${NAME}_sweep" 2>&1 | grep -v Loading
+    --prior-weights 1 --clf-weights 0 "$FAMILY_WEIGHT" --margins 0.05 --out-dir "runs/probe/${NAME}_sweep" 2>&1 \
+    | grep -v Loading
 if [ "$NAME" != "$BASELINE" ]; then
   for part in $PARTS; do
     base=runs/probe/${BASELINE}_sweep/$part/$SETTING.csv

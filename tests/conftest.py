@@ -60,7 +60,9 @@ def client(recoverer):
 @pytest.fixture(scope="session")
 def tiny_cfg():
     """`tiny_cfg(out, **overrides)`: a `TrainConfig` that trains LoRA on the tiny random Mistral on
-    fixtures/toy_triples.csv in seconds (30 steps, constant learning rate, every step logged)."""
+    fixtures/toy_triples.csv in seconds (30 steps, constant learning rate, every step logged), in fp32: the pinned
+    numbers and equality checks are fp32 ones, and `precision: auto` would pick bf16 autocast on a CPU with native
+    bf16 (AVX512_BF16 / AMX) where it measures faster (its choice is tested in test_train.py)."""
     from prompt_recovery.training.train import TrainConfig
 
     def make(out, **kw):
@@ -68,7 +70,7 @@ def tiny_cfg():
                     learning_rate=3e-2, per_device_train_batch_size=2, gradient_accumulation_steps=1, max_steps=30,
                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                     warmup_ratio=0.0, logging_steps=1, lora_r=8, lora_alpha=16, lora_dropout=0.0,
-                    max_text_tokens=64, max_length=128, seed=0, lr_scheduler_type="constant")
+                    max_text_tokens=64, max_length=128, seed=0, lr_scheduler_type="constant", precision="fp32")
         base.update(kw)
         return TrainConfig(**base)
 

@@ -24,8 +24,8 @@ from prompt_recovery.inference.engines import Engine
 from prompt_recovery.inference.transformers_engine import TransformersBackend
 from prompt_recovery.prompting import PromptFormat, check_pair, from_meta, postprocess, prompt_ids
 from prompt_recovery.schema import read_text_file
-from prompt_recovery.search.search import (PROTOTYPES_HELP, SELECT, SELECT_HELP, SearchOptions, check_options,
-                                          read_suffix, wrap)
+from prompt_recovery.search.search import (FAMILY_PRIOR_HELP, PROTOTYPES_HELP, SELECT, SELECT_HELP, SearchOptions,
+                                          check_options, read_suffix, wrap)
 from prompt_recovery.scoring.suite import load_examples
 
 
@@ -114,13 +114,14 @@ def load_recoverer(cfg):
 @dataclass
 class RecoverConfig(ModelOptions, SearchOptions):
     # recover answers a few pairs at a time, so it reranks by default: the model's answer against one generic
-    # instruction per family, kept unless one explains the rewrite better (docs/quality.md, sessions 7-10: with the
-    # shipped adapter (session 14's), 96 rewrite tokens, margin 0.05 and the length prior, family accuracy
-    # 0.58 -> 0.78 on the suite, 0.60 -> 0.75 on suite B and 0.60 -> 0.67 on suite C, held-out level under MiniLM).
-    # `--select first --no-prototypes` is the plain greedy answer (what `predict` and `serve` return by default,
-    # ~10x faster).
+    # instruction per family, kept unless one explains the rewrite better (docs/quality.md, sessions 7-10 and 17: with
+    # the shipped adapter (session 14's), 96 rewrite tokens, margin 0.05, the length prior and the family prior at
+    # weight 2, family accuracy 0.58 -> 0.87 on the suite, 0.60 -> 0.77 / 0.58 -> 0.71 / 0.66 -> 0.80 / 0.56 -> 0.70 on
+    # suites B-E, held-out level under both scorers). `--select first --no-prototypes` is the plain greedy answer
+    # (what `predict` and `serve` return by default, ~10x faster).
     prototypes: bool = opt(True, PROTOTYPES_HELP)
     select: str = opt("likelihood", SELECT_HELP, choices=SELECT)
+    family_prior: bool = opt(True, FAMILY_PRIOR_HELP)
     original: str | None = opt(None, "original text")
     rewritten: str | None = opt(None, "rewritten text")
     original_file: str | None = opt(None, "read the original text from this UTF-8 file")

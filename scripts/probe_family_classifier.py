@@ -15,13 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import sys
 from pathlib import Path
-
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def read_rows(path: str) -> list[dict]:

@@ -10,7 +10,7 @@
 A setting (prior weight w, recovery-model weight a, margin m) scores candidate i of a row as
     L_i + w * log p(length ratio | category of c_i) + a * log p_rec(c_i | pair)
 (+ k * log p_clf(category of c_i | pair) with --clf: a family classifier's category probabilities from
-`probe_family_classifier.py --dump`, floored at 0.01)
+`probe_family_classifier.py --dump`, floored at `search.family_prior.FLOOR` as `recover` floors them)
 (L: the rewriter's log p(rewrite | c_i, original) from `probe_rewrite_likelihood.py`; the length prior of
 `search.length_prior`; p_rec: the recovery model's own probability of c_i from `probe_recovery_likelihood.py`) and
 keeps candidate 0 unless another beats it by more than m nats per scored rewrite token (`search.likelihood.pick`).
@@ -48,6 +48,7 @@ def main(argv=None) -> None:
     from prompt_recovery.scoring.categories import categorize
     from prompt_recovery.scoring.embedders import load_embedder
     from prompt_recovery.scoring.metrics import paired_difference, sharpened_cosine
+    from prompt_recovery.search.family_prior import FLOOR
     from prompt_recovery.search.length_prior import LengthPrior
     from prompt_recovery.search.likelihood import pick
 
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
         clf = clfs.get(name)
         lc = {}
         if clf is not None:
-            lc = {r["id"]: [float(np.log(max(clf[r["id"]].get(categorize(c), 0.0), 0.01))) for c in r["candidates"]]
+            lc = {r["id"]: [float(np.log(max(clf[r["id"]].get(categorize(c), 0.0), FLOOR))) for c in r["candidates"]]
                   for r in rows}
         for w, ar, k, m in itertools.product(a.prior_weights if prior else [0.0], weights,
                                              a.clf_weights if clf is not None else [0.0], a.margins):
@@ -103,8 +104,9 @@ def main(argv=None) -> None:
             changed = sum(x != b for x, b in zip(preds, base))
             if a.out_dir:
                 os.makedirs(os.path.join(a.out_dir, name), exist_ok=True)
+                setting = f"w{w:g}_a{ar:g}" + (f"_k{k:g}" if k else "") + f"_m{m:g}"
                 pd.DataFrame({"id": [r["id"] for r in rows], "rewrite_prompt": preds}).to_csv(
-                    os.path.join(a.out_dir, name, f"w{w:g}_a{ar:g}_m{m:g}.csv" if not k else f"w{w:g}_a{ar:g}_k{k:g}_m{m:g}.csv"), index=False)
+                    os.path.join(a.out_dir, name, f"{setting}.csv"), index=False)
             cat = np.mean([categorize(x) == c for x, c in zip(preds, true_cat)])
             diffs = {e: paired_difference(per_row(preds, e), base_scs[e]) for e in embedders}
             res = {"set": name, "prior_weight": w, "rec_weight": ar, "clf_weight": k, "margin": m, "changed": changed,

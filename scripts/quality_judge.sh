@@ -18,7 +18,8 @@ NAME=${1:?a scored model (runs/pred/NAME_PART.csv)}
 BASELINE=${2:-shipped}
 PARTS=${PARTS:-heldout suite suiteb suitec suited}
 PY=".venv/bin/python"
-FAMILY_WEIGHT=2   # recover's --family-prior-weight (docs/quality.md, session 17)
+# recover's --family-prior-weight (docs/quality.md, session 17), read from its default
+FAMILY_WEIGHT=$($PY -c "from prompt_recovery.search.search import SearchOptions as O; print(f'{O().family_prior_weight:g}')")
 SETTING=w1_a0_k${FAMILY_WEIGHT}_m0.05
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 

@@ -78,6 +78,19 @@ def tiny_cfg():
 
 
 @pytest.fixture
+def tiny_judge():
+    """`(rewriter, recoverer)` on the tiny random Mistral, no adapter: the likelihood judge and the recovery model a
+    `SearchRecoverer` test wraps (greedy, 4 new tokens)."""
+    from prompt_recovery import models
+    from prompt_recovery.data.rewriters import LocalRewriter
+    from prompt_recovery.inference.recover import Recoverer
+
+    rw = LocalRewriter(loaded=models.load("tiny-random-mistral", adapter="none", device="cpu", dtype="float32"),
+                       max_new_tokens=4, temperature=0.0)
+    return rw, Recoverer.load("tiny-random-mistral", adapter="none", max_new_tokens=4, backend="transformers")
+
+
+@pytest.fixture
 def tied_base(tmp_path):
     """A saved tiny random Mistral whose output layer is tied to its token embedding (as SmolLM2's is):
     `--model DIR` for a run; returns the folder."""

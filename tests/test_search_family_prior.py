@@ -144,8 +144,7 @@ class FixedScorer(LikelihoodScorer):
     """Equal judge scores for every candidate: only the priors decide."""
 
     def __init__(self, family_prior=None, family_prior_weight=1.0):
-        self.margin, self.prior, self.prior_weight = 0.0, None, 1.0
-        self.family_prior, self.family_prior_weight = family_prior, family_prior_weight
+        self.margin, self.family_prior, self.family_prior_weight = 0.0, family_prior, family_prior_weight
 
     def scores(self, original, rewritten, candidates):
         return [-50.0] * len(candidates), 10
@@ -162,15 +161,10 @@ def test_the_family_prior_moves_the_likelihood_choice():
     assert chosen[0].scores == pytest.approx([-50.0 + 2.0 * prior.logp(*pairs[0], c) for c in cands])
 
 
-def test_family_prior_option_reaches_the_scorer_and_the_description():
-    from prompt_recovery import models
-    from prompt_recovery.data.rewriters import LocalRewriter
-    from prompt_recovery.inference.recover import Recoverer
+def test_family_prior_option_reaches_the_scorer_and_the_description(tiny_judge):
     from prompt_recovery.search.search import SearchOptions, SearchRecoverer
 
-    rw = LocalRewriter(loaded=models.load("tiny-random-mistral", adapter="none", device="cpu", dtype="float32"),
-                       max_new_tokens=4, temperature=0.0)
-    base = Recoverer.load("tiny-random-mistral", adapter="none", max_new_tokens=4, backend="transformers")
+    rw, base = tiny_judge
     pair = [(ORIGINAL, "The council talked about buses.")]
     plain = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood", length_prior=False),
                             scorer=LikelihoodScorer(rw, rewrite_tokens=5, margin=0.0))

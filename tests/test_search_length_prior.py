@@ -112,15 +112,10 @@ def test_the_prior_moves_the_choice_only_when_the_length_speaks():
     assert with_prior([-1.0, -2.0], "a", "b", ["x", "y"], None) == [-1.0, -2.0]
 
 
-def test_length_prior_option_adds_the_shipped_prior_to_the_likelihood_scores():
-    from prompt_recovery.data.rewriters import LocalRewriter
-    from prompt_recovery import models
-    from prompt_recovery.inference.recover import Recoverer
+def test_length_prior_option_adds_the_shipped_prior_to_the_likelihood_scores(tiny_judge):
     from prompt_recovery.search.search import SearchOptions, SearchRecoverer
 
-    rw = LocalRewriter(loaded=models.load("tiny-random-mistral", adapter="none", device="cpu", dtype="float32"),
-                       max_new_tokens=4, temperature=0.0)
-    base = Recoverer.load("tiny-random-mistral", adapter="none", max_new_tokens=4, backend="transformers")
+    rw, base = tiny_judge
     pair = [(LONG, "A short summary of it.")]
     plain = SearchRecoverer(base, SearchOptions(prototypes=True, select="likelihood", length_prior=False),
                             scorer=LikelihoodScorer(rw, rewrite_tokens=5, margin=0.0))

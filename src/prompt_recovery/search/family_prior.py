@@ -29,6 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 from prompt_recovery.errors import UserError
 from prompt_recovery.scoring.categories import CATEGORIES, categorize
+from prompt_recovery.search.length_prior import log_ratio
 
 DEFAULT_PATH = Path(__file__).with_name("family_prior.json")
 FLOOR = 0.01  # no category is ruled out: log 0.01 = -4.6 nats at most, times the weight
@@ -86,8 +87,7 @@ def features(originals: Sequence[str], rewrites: Sequence[str], embedder):
 
     o = np.asarray(embedder.encode([str(x) for x in originals]), dtype=np.float32)
     w = np.asarray(embedder.encode([str(x) for x in rewrites]), dtype=np.float32)
-    ratio = np.array([[math.log((len(str(b).split()) + 1) / (len(str(a).split()) + 1))]
-                      for a, b in zip(originals, rewrites)], dtype=np.float32)
+    ratio = np.array([[log_ratio(a, b)] for a, b in zip(originals, rewrites)], dtype=np.float32)
     shape = np.array([[float(k in {f"{n}={v}" for n, v in shape_features(a, b).items()}) for k in SHAPE_KEYS]
                       for a, b in zip(originals, rewrites)], dtype=np.float32).reshape(len(ratio), len(SHAPE_KEYS))
     return np.hstack([w, w - o, (o * w).sum(1, keepdims=True), ratio, np.clip(ratio, -3, 3) ** 2, shape])
@@ -173,8 +173,8 @@ class FamilyPrior:
         out = []
         for probs in self.label_probs(pairs):
             cats: dict[str, float] = {}
-            for cat, (_, p) in zip(self.label_categories, probs.items()):
-                cats[cat] = cats.get(cat, 0.0) + p
+            for cat, label in zip(self.label_categories, self.labels):
+                cats[cat] = cats.get(cat, 0.0) + probs[label]
             out.append(cats)
         return out
 
